@@ -1,0 +1,218 @@
+// Package protocol holds the wire vocabulary shared by the WebSocket server
+// helper and the Redis emitter: frame and envelope types, event names, Redis
+// channel names, client states, defaults, close codes and the error strings a
+// client can receive.
+//
+// Every string here is part of the contract with browsers and with Ignis
+// servers on the same Redis; changing one is a breaking change.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Message is one frame on the socket: {"event": string, "data"?: any, "id"?: string}.
+// Data stays raw so the server can route a frame without decoding its payload.
+type Message struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	ID    string          `json:"id,omitempty"`
+}
+
+// OutMessage is a frame the server writes. Data is encoded as given; a nil
+// Data is omitted from the frame.
+type OutMessage struct {
+	Event string `json:"event"`
+	Data  any    `json:"data,omitempty"`
+	ID    string `json:"id,omitempty"`
+}
+
+// Envelope is the JSON published on Redis between servers and from emitters.
+// Its field names match Ignis' IRedisSocketMessage so both fleets interoperate.
+type Envelope struct {
+	ServerID string          `json:"serverId"`
+	Type     MessageType     `json:"type"`
+	Target   string          `json:"target,omitempty"`
+	Event    string          `json:"event"`
+	Data     json.RawMessage `json:"data"`
+	Exclude  []string        `json:"exclude,omitempty"`
+}
+
+// MessageType says how an Envelope is delivered.
+type MessageType string
+
+// The envelope types.
+const (
+	TypeClient    MessageType = "client"
+	TypeUser      MessageType = "user"
+	TypeRoom      MessageType = "room"
+	TypeBroadcast MessageType = "broadcast"
+)
+
+// Valid reports whether t is one of the four envelope types.
+func (t MessageType) Valid() bool {
+	switch t {
+	case TypeClient, TypeUser, TypeRoom, TypeBroadcast:
+		return true
+	}
+	return false
+}
+
+// System events. A client may send authenticate, join, leave, heartbeat and
+// (for encrypted clients) encrypted; the server sends connected, error and
+// encrypted.
+const (
+	EventAuthenticate = "authenticate"
+	EventConnected    = "connected"
+	EventDisconnect   = "disconnect"
+	EventJoin         = "join"
+	EventLeave        = "leave"
+	EventError        = "error"
+	EventHeartbeat    = "heartbeat"
+	EventEncrypted    = "encrypted"
+)
+
+// IsSystemEvent reports whether event is reserved by the protocol and so never
+// reaches the application's message handler.
+func IsSystemEvent(event string) bool {
+	switch event {
+	case EventAuthenticate, EventConnected, EventDisconnect, EventJoin,
+		EventLeave, EventError, EventHeartbeat, EventEncrypted:
+		return true
+	}
+	return false
+}
+
+// Redis channel names and prefixes.
+const (
+	ChannelBroadcast     = "ws:broadcast"
+	ChannelRoomPrefix    = "ws:room:"
+	ChannelClientPrefix  = "ws:client:"
+	ChannelUserPrefix    = "ws:user:"
+	InternalPrefix       = "ws:"
+	EmitterServerID      = "emitter"
+	ChannelRoomPattern   = ChannelRoomPrefix + "*"
+	ChannelClientPattern = ChannelClientPrefix + "*"
+	ChannelUserPattern   = ChannelUserPrefix + "*"
+)
+
+// ChannelRoom is the Redis channel of a room.
+func ChannelRoom(room string) string { return ChannelRoomPrefix + room }
+
+// ChannelClient is the Redis channel of one client connection.
+func ChannelClient(clientID string) string { return ChannelClientPrefix + clientID }
+
+// ChannelUser is the Redis channel of every session of a user.
+func ChannelUser(userID string) string { return ChannelUserPrefix + userID }
+
+// ChannelFor returns the channel an envelope of type t for target is published on.
+func ChannelFor(t MessageType, target string) string {
+	switch t {
+	case TypeClient:
+		return ChannelClient(target)
+	case TypeUser:
+		return ChannelUser(target)
+	case TypeRoom:
+		return ChannelRoom(target)
+	default:
+		return ChannelBroadcast
+	}
+}
+
+// ClientState is where a connection is in its lifecycle.
+type ClientState string
+
+// The client states. Handshaking is ours: Ignis has no name for the time
+// between a successful authenticate and the end of the encryption handshake.
+const (
+	StateUnauthorized   ClientState = "unauthorized"
+	StateAuthenticating ClientState = "authenticating"
+	StateHandshaking    ClientState = "handshaking"
+	StateAuthenticated  ClientState = "authenticated"
+	StateDisconnected   ClientState = "disconnected"
+)
+
+// Defaults, matching Ignis' WebSocketDefaults where Ignis has one.
+const (
+	DefaultPath                = "/ws"
+	DefaultRoom                = "ws-default"
+	DefaultNotificationRoom    = "ws-notification"
+	DefaultIdentifier          = "WEBSOCKET_SERVER"
+	DefaultMaxPayloadLength    = 128 * 1024
+	DefaultIdleTimeout         = 60 * time.Second
+	DefaultBackpressureLimit   = 1024 * 1024
+	DefaultSendPings           = true
+	DefaultAuthTimeout         = 5 * time.Second
+	DefaultHeartbeatInterval   = 30 * time.Second
+	DefaultHeartbeatTimeout    = 90 * time.Second
+	DefaultEncryptedBatchLimit = 10
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultMaxRoomNameLength   = 256
+	DefaultMaxRoomsPerRequest  = 100
+	DefaultMaxRoomsPerClient   = 1000
+	DefaultRedisTimeout        = 30 * time.Second
+)
+
+// DefaultRooms returns the rooms every authenticated client joins by default.
+func DefaultRooms() []string { return []string{DefaultRoom, DefaultNotificationRoom} }
+
+// Close codes. 1001 and the 40xx codes are the Ignis ones; the others are the
+// RFC 6455 codes for transport limits.
+const (
+	CloseGoingAway          = 1001
+	ClosePolicyViolation    = 1008
+	CloseMessageTooBig      = 1009
+	CloseInternalError      = 1011
+	CloseInvalidPayload     = 1007
+	CloseAuthTimeout        = 4001
+	CloseHeartbeatTimeout   = 4002
+	CloseAuthFailed         = 4003
+	CloseEncryptionRequired = 4004
+)
+
+// Close reasons sent with the codes above.
+const (
+	ReasonShutdown           = "Server shutting down"
+	ReasonAuthTimeout        = "Authentication timeout"
+	ReasonHeartbeatTimeout   = "Heartbeat timeout"
+	ReasonAuthFailed         = "Authentication failed"
+	ReasonEncryptionRequired = "Encryption required"
+	ReasonBackpressure       = "Backpressure limit exceeded"
+)
+
+// Error messages sent to the client in {"event":"error","data":{"message":…}}.
+const (
+	ErrMsgInvalidFormat        = "Invalid message format"
+	ErrMsgAlreadyAuthenticated = "Already authenticated"
+	ErrMsgNotAuthenticated     = "Not authenticated"
+	ErrMsgAuthFailed           = "Authentication failed"
+	ErrMsgAuthError            = "Authentication error"
+	ErrMsgHandshakeFailed      = "Encryption handshake failed"
+	ErrMsgInvalidRooms         = "Invalid rooms"
+	ErrMsgTooManyRooms         = "Too many rooms"
+	ErrMsgRoomsNotAllowed      = "Room join not allowed"
+)
+
+// ErrorData is the payload of an error event.
+type ErrorData struct {
+	Message string `json:"message"`
+}
+
+// ConnectedData is the payload of the connected event.
+type ConnectedData struct {
+	ID              string `json:"id"`
+	UserID          string `json:"userId,omitempty"`
+	Time            string `json:"time"`
+	ServerPublicKey string `json:"serverPublicKey,omitempty"`
+	Salt            string `json:"salt,omitempty"`
+}
+
+// RoomsData is the payload of join and leave requests.
+type RoomsData struct {
+	Rooms []string `json:"rooms"`
+}
+
+// TimeFormat is the layout of ConnectedData.Time: ISO-8601 in UTC with
+// milliseconds, as JavaScript's Date.prototype.toISOString prints it.
+const TimeFormat = "2006-01-02T15:04:05.000Z"

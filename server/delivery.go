@@ -1,0 +1,358 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+)
+
+// message is one application message on its way out: encoded once, framed
+// once for every plain recipient.
+type message struct {
+	event string
+	data  json.RawMessage // nil: the frame has no data
+	frame []byte
+	pm    *websocket.PreparedMessage
+}
+
+// newMessage encodes event and data. data may be json.RawMessage or []byte
+// holding JSON, which are used as they are.
+func newMessage(event string, data any) (*message, error) {
+	if event == "" {
+		return nil, ErrEmptyEvent
+	}
+	var raw json.RawMessage
+	switch d := data.(type) {
+	case nil:
+	case json.RawMessage:
+		raw = d
+	default:
+		b, err := json.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("server: encode data of %q: %w", event, err)
+		}
+		raw = b
+	}
+	return newRawMessage(event, raw)
+}
+
+func newRawMessage(event string, raw json.RawMessage) (*message, error) {
+	ev, err := json.Marshal(event)
+	if err != nil {
+		return nil, fmt.Errorf("server: encode event: %w", err)
+	}
+	n := len(`{"event":}`) + len(ev)
+	if raw != nil {
+		n += len(`,"data":`) + len(raw)
+	}
+	frame := make([]byte, 0, n)
+	frame = append(frame, `{"event":`...)
+	frame = append(frame, ev...)
+	if raw != nil {
+		frame = append(frame, `,"data":`...)
+		frame = append(frame, raw...)
+	}
+	frame = append(frame, '}')
+	if raw != nil && !json.Valid(raw) {
+		return nil, fmt.Errorf("server: data of %q is not valid JSON", event)
+	}
+	return &message{event: event, data: raw, frame: frame}, nil
+}
+
+// transformJob is one encrypted recipient of a message.
+type transformJob struct {
+	c    *client
+	slot *pendingFrame
+}
+
+// deliver queues m for every recipient that is authenticated and not in
+// exclude. It never blocks: plain recipients share one prepared frame,
+// encrypted ones get an ordered slot that transform workers fill.
+func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]struct{}) int {
+	if len(recipients) == 0 {
+		return 0
+	}
+	if len(recipients) > 1 && m.pm == nil {
+		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.frame)
+		if err == nil {
+			m.pm = pm
+		}
+	}
+	var jobs []transformJob
+	var overLimit []*client
+	delivered := 0
+	for _, c := range recipients {
+		if exclude != nil {
+			if _, skip := exclude[c.id]; skip {
+				continue
+			}
+		}
+		c.mu.Lock()
+		if c.closing || c.state != protocol.StateAuthenticated {
+			c.mu.Unlock()
+			continue
+		}
+		var f frame
+		var slot *pendingFrame
+		switch {
+		case c.encrypted && h.opts.OutboundTransformer != nil:
+			slot = &pendingFrame{done: make(chan struct{})}
+			f = frame{kind: framePending, size: len(m.frame), pending: slot}
+		case m.pm != nil:
+			f = frame{kind: framePrepared, size: len(m.frame), pm: m.pm}
+		default:
+			f = frame{kind: frameBytes, size: len(m.frame), data: m.frame}
+		}
+		ok, over := c.enqueueLocked(f)
+		c.mu.Unlock()
+		if !ok {
+			if over {
+				overLimit = append(overLimit, c)
+			}
+			continue
+		}
+		delivered++
+		if slot != nil {
+			jobs = append(jobs, transformJob{c: c, slot: slot})
+		} else {
+			c.signal()
+		}
+	}
+	h.stats.out.Add(uint64(delivered))
+	for _, c := range overLimit {
+		h.log.Warn("client over backpressure limit: closing", zap.String("client_id", c.id))
+		c.close(protocol.ClosePolicyViolation, protocol.ReasonBackpressure, true)
+	}
+	if len(jobs) > 0 {
+		h.runTransforms(m, jobs)
+	}
+	return delivered
+}
+
+// runTransforms fills the slots of jobs with at most EncryptedBatchLimit
+// transformer calls in flight. The workers are counted by the Helper; if it
+// is stopping, the slots are released empty (the message is dropped).
+func (h *Helper) runTransforms(m *message, jobs []transformJob) {
+	workers := min(h.cfg.EncryptedBatchLimit, len(jobs))
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(jobs) {
+				return
+			}
+			h.transform(m, jobs[i])
+		}
+	}
+	started := 0
+	for range workers {
+		if !h.conns.tryGo(work) {
+			break
+		}
+		started++
+	}
+	if started == 0 {
+		// Stopping: nobody may run the transformer any more, and running
+		// it here would block the caller. The message is dropped.
+		for _, j := range jobs {
+			h.stats.dropped.Add(1)
+			close(j.slot.done)
+		}
+	}
+}
+
+// transform runs the OutboundTransformer for one recipient and fills its slot.
+func (h *Helper) transform(m *message, j transformJob) {
+	defer close(j.slot.done)
+	data := m.data
+	if data == nil {
+		data = json.RawMessage("null")
+	}
+	req := OutboundRequest{Client: j.c.info(), Event: m.event, Data: data}
+	var res *OutboundResult
+	err := h.callback("outbound transformer", j.c.id, func() error {
+		var err error
+		res, err = h.opts.OutboundTransformer(j.c.ctx, req)
+		return err
+	})
+	if err != nil {
+		h.stats.dropped.Add(1)
+		return
+	}
+	if res == nil {
+		j.slot.data = m.frame
+		return
+	}
+	out, err := newMessage(res.Event, res.Data)
+	if err != nil {
+		h.stats.dropped.Add(1)
+		h.log.Warn("outbound transformer result not encodable", zap.String("client_id", j.c.id), zap.Error(err))
+		return
+	}
+	j.slot.data = out.frame
+}
+
+// SendToClient sends to one local client. It returns ErrClientNotFound when
+// no local client has that id; a client that is not authenticated yet
+// receives nothing.
+func (h *Helper) SendToClient(clientID, event string, data any) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return ErrClientNotFound
+	}
+	h.deliver(m, []*client{c}, nil)
+	return nil
+}
+
+// SendToUser sends to every local session of a user.
+func (h *Helper) SendToUser(userID, event string, data any) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverUser(m, userID)
+	return nil
+}
+
+// SendToRoom sends to every local member of a room except the clients in
+// exclude.
+func (h *Helper) SendToRoom(room, event string, data any, exclude ...string) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverRoom(m, room, toSet(exclude), false)
+	return nil
+}
+
+// Broadcast sends to every authenticated local client except those in
+// exclude.
+func (h *Helper) Broadcast(event string, data any, exclude ...string) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverBroadcast(m, toSet(exclude))
+	return nil
+}
+
+func (h *Helper) deliverUser(m *message, userID string) int {
+	h.mu.RLock()
+	cs := collect(h.users[userID])
+	h.mu.RUnlock()
+	return h.deliver(m, cs, nil)
+}
+
+// deliverRoom delivers to a room's local members. When targetClient is set
+// and room is a local client's id, only that client gets the message: an
+// Ignis server publishes messages for unknown destinations as room messages,
+// and nobody else may read a client's own-id room.
+func (h *Helper) deliverRoom(m *message, room string, exclude map[string]struct{}, targetClient bool) int {
+	h.mu.RLock()
+	var cs []*client
+	if c, ok := h.clients[room]; ok && targetClient {
+		cs = []*client{c}
+	} else {
+		cs = collect(h.rooms[room])
+	}
+	h.mu.RUnlock()
+	return h.deliver(m, cs, exclude)
+}
+
+func (h *Helper) deliverClient(m *message, clientID string, exclude map[string]struct{}) int {
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return 0
+	}
+	return h.deliver(m, []*client{c}, exclude)
+}
+
+func (h *Helper) deliverBroadcast(m *message, exclude map[string]struct{}) int {
+	return h.deliver(m, h.allClients(), exclude)
+}
+
+func toSet(ids []string) map[string]struct{} {
+	if len(ids) == 0 {
+		return nil
+	}
+	s := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		s[id] = struct{}{}
+	}
+	return s
+}
+
+// Send delivers locally and publishes on Redis so that every instance
+// delivers too. destination "" broadcasts; a local client id targets that
+// client; a local room targets the room; anything else is published as a
+// room message, since the target may live on another instance (own-id rooms
+// make client ids reachable that way).
+func (h *Helper) Send(ctx context.Context, destination, event string, data any) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	if destination == "" {
+		h.deliverBroadcast(m, nil)
+		return h.publish(ctx, protocol.TypeBroadcast, "", m, nil)
+	}
+	if _, ok := h.lookup(destination); ok {
+		h.deliverClient(m, destination, nil)
+		return h.publish(ctx, protocol.TypeClient, destination, m, nil)
+	}
+	h.deliverRoom(m, destination, nil, false)
+	return h.publish(ctx, protocol.TypeRoom, destination, m, nil)
+}
+
+// PublishToUser reaches every session of a user on every instance: it
+// delivers locally and publishes on ws:user:{userID}.
+func (h *Helper) PublishToUser(ctx context.Context, userID, event string, data any) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverUser(m, userID)
+	return h.publish(ctx, protocol.TypeUser, userID, m, nil)
+}
+
+// PublishToRoom reaches a room's members on every instance, except the
+// clients in exclude.
+func (h *Helper) PublishToRoom(ctx context.Context, room, event string, data any, exclude ...string) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverRoom(m, room, toSet(exclude), false)
+	return h.publish(ctx, protocol.TypeRoom, room, m, exclude)
+}
+
+// PublishToClient reaches one client on whichever instance holds it.
+func (h *Helper) PublishToClient(ctx context.Context, clientID, event string, data any) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverClient(m, clientID, nil)
+	return h.publish(ctx, protocol.TypeClient, clientID, m, nil)
+}
+
+// PublishBroadcast reaches every authenticated client on every instance,
+// except the clients in exclude.
+func (h *Helper) PublishBroadcast(ctx context.Context, event string, data any, exclude ...string) error {
+	m, err := newMessage(event, data)
+	if err != nil {
+		return err
+	}
+	h.deliverBroadcast(m, toSet(exclude))
+	return h.publish(ctx, protocol.TypeBroadcast, "", m, exclude)
+}

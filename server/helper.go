@@ -1,0 +1,409 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+)
+
+// Helper is the WebSocket server helper. It is an http.Handler that upgrades
+// requests on the path it is mounted on. Create it with New, start it with
+// Configure and stop it with Shutdown; all methods are safe for concurrent use.
+type Helper struct {
+	cfg      Config
+	opts     Options
+	log      *zap.Logger
+	serverID string
+	rdb      redis.UniversalClient
+	upgrader websocket.Upgrader
+
+	ctx    context.Context // cancelled by Shutdown
+	cancel context.CancelFunc
+
+	lifeMu     sync.Mutex
+	configured bool
+	shutdown   bool
+	accepting  atomic.Bool
+	pubsub     *redis.PubSub
+	subscribed atomic.Bool
+
+	conns group // handler, writer, auth and transform goroutines
+	bg    group // Redis receive loop and sweeper
+
+	// mu guards the indexes below and client.rooms / client.removed.
+	mu      sync.RWMutex
+	clients map[string]*client
+	users   map[string]map[string]*client
+	rooms   map[string]map[string]*client
+
+	stats counters
+}
+
+// New builds a Helper from opts. It checks the options but does not touch
+// the network; Configure does.
+func New(opts Options) (*Helper, error) {
+	if opts.Redis == nil {
+		return nil, ErrNoRedis
+	}
+	if opts.Authenticate == nil {
+		return nil, ErrNoAuthenticate
+	}
+	if opts.RequireEncryption && (opts.Handshake == nil || opts.OutboundTransformer == nil) {
+		return nil, ErrEncryptionSetup
+	}
+	cfg := opts.Config.withDefaults()
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Helper{
+		cfg:      cfg,
+		opts:     opts,
+		log:      logger.Named(cfg.Identifier),
+		serverID: uuid.NewString(),
+		rdb:      opts.Redis,
+		ctx:      ctx,
+		cancel:   cancel,
+		clients:  make(map[string]*client),
+		users:    make(map[string]map[string]*client),
+		rooms:    make(map[string]map[string]*client),
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout:  cfg.WriteTimeout,
+		ReadBufferSize:    readBufferSize,
+		WriteBufferSize:   writeBufferSize,
+		WriteBufferPool:   writeBufferPool,
+		EnableCompression: cfg.PerMessageDeflate,
+		CheckOrigin:       originPolicy(cfg),
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, http.StatusText(status), status)
+		},
+	}
+	return h, nil
+}
+
+// Buffer sizes: frames are small JSON, so small buffers keep idle
+// connections cheap; larger frames are read and written in pieces.
+const (
+	readBufferSize  = 1024
+	writeBufferSize = 4096
+)
+
+var writeBufferPool = &sync.Pool{}
+
+// originPolicy returns the CheckOrigin function for cfg: cfg.CheckOrigin if
+// set, else same-origin (or no Origin header) plus cfg.AllowedOrigins.
+func originPolicy(cfg Config) func(*http.Request) bool {
+	if cfg.CheckOrigin != nil {
+		return cfg.CheckOrigin
+	}
+	allowed := make(map[string]bool, len(cfg.AllowedOrigins))
+	for _, o := range cfg.AllowedOrigins {
+		allowed[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" || allowed["*"] || allowed[strings.ToLower(origin)] {
+			return true
+		}
+		u, err := url.Parse(origin)
+		if err != nil {
+			return false
+		}
+		return strings.EqualFold(u.Host, r.Host)
+	}
+}
+
+// ServerID is this instance's random id on Redis.
+func (h *Helper) ServerID() string { return h.serverID }
+
+// Config returns the effective configuration (defaults filled in).
+func (h *Helper) Config() Config { return h.cfg }
+
+// Configure subscribes to Redis (waiting for the confirmations, at most
+// RedisTimeout) and starts the background loops. After it returns the
+// Helper accepts connections. A second call does nothing.
+func (h *Helper) Configure(ctx context.Context) error {
+	h.lifeMu.Lock()
+	defer h.lifeMu.Unlock()
+	if h.shutdown {
+		return ErrClosed
+	}
+	if h.configured {
+		return nil
+	}
+	ps, err := h.subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	h.pubsub = ps
+	h.configured = true
+	h.bg.goAlways(func() { h.receiveLoop(ps) })
+	h.bg.goAlways(h.sweepLoop)
+	h.accepting.Store(true)
+	h.log.Info("websocket server configured",
+		zap.String("server_id", h.serverID), zap.String("path", h.cfg.Path))
+	return nil
+}
+
+// Shutdown closes every client with 1001 "Server shutting down", waits for
+// their disconnect callbacks, closes the Redis subscription and waits for
+// every goroutine of the Helper. If ctx ends first, the remaining sockets are
+// dropped without a close frame and ctx's error is returned once everything
+// has stopped. Calling it again, or before Configure, is safe.
+func (h *Helper) Shutdown(ctx context.Context) error {
+	h.lifeMu.Lock()
+	if h.shutdown {
+		h.lifeMu.Unlock()
+		return nil
+	}
+	h.shutdown = true
+	h.accepting.Store(false)
+	h.lifeMu.Unlock()
+
+	h.conns.stop()
+	for _, c := range h.allClients() {
+		c.close(protocol.CloseGoingAway, protocol.ReasonShutdown, false)
+	}
+	err := h.conns.wait(ctx)
+	if err != nil {
+		// Out of time: drop the sockets so readers return at once.
+		for _, c := range h.allClients() {
+			_ = c.conn.Close()
+		}
+		_ = h.conns.wait(context.Background())
+	}
+	h.cancel()
+	h.bg.stop()
+	h.lifeMu.Lock()
+	ps := h.pubsub
+	h.lifeMu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+	_ = h.bg.wait(context.Background())
+	h.subscribed.Store(false)
+
+	h.mu.Lock()
+	clear(h.clients)
+	clear(h.users)
+	clear(h.rooms)
+	h.mu.Unlock()
+	h.log.Info("websocket server stopped")
+	return err
+}
+
+// ServeHTTP upgrades the request and serves the connection until it ends.
+// Before Configure and after Shutdown it answers 503.
+func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.accepting.Load() || !h.conns.enter() {
+		http.Error(w, "websocket server not accepting connections", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.conns.leave()
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		h.log.Debug("upgrade failed", zap.Error(err))
+		return
+	}
+	h.serveConn(conn, r)
+}
+
+func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
+	c := newClient(h, uuid.NewString(), conn, r)
+	h.mu.Lock()
+	h.clients[c.id] = c
+	h.mu.Unlock()
+	h.stats.accepted.Add(1)
+
+	c.mu.Lock()
+	c.authTimer = time.AfterFunc(h.cfg.AuthTimeout, func() {
+		c.close(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout, false)
+	})
+	c.mu.Unlock()
+
+	h.conns.goAlways(c.writeLoop)
+	h.readLoop(c)
+	h.finish(c)
+}
+
+// readLoop reads frames until the connection fails or closes.
+func (h *Helper) readLoop(c *client) {
+	conn := c.conn
+	conn.SetReadLimit(h.cfg.MaxPayloadLength)
+	idle := h.cfg.IdleTimeout
+	_ = conn.SetReadDeadline(time.Now().Add(idle))
+	conn.SetPongHandler(func(string) error {
+		if !c.isClosing() {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		return nil
+	})
+	conn.SetPingHandler(func(data string) error {
+		if !c.isClosing() {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(h.cfg.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			h.logDebug("read ended", c.id, err)
+			return
+		}
+		if c.isClosing() {
+			continue
+		}
+		now := time.Now()
+		_ = conn.SetReadDeadline(now.Add(idle))
+		c.lastActivity.Store(now.UnixNano())
+		h.stats.in.Add(1)
+		h.handleFrame(c, data)
+	}
+}
+
+// finish runs once per connection when reading has ended: it removes the
+// client from every index and calls ClientDisconnected.
+func (h *Helper) finish(c *client) {
+	c.mu.Lock()
+	c.closing = true
+	wasAuthenticated := c.state == protocol.StateAuthenticated
+	c.state = protocol.StateDisconnected
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	cancelAuth := c.authCancel
+	c.authCancel = nil
+	userID := c.userID
+	c.dropQueueLocked()
+	c.mu.Unlock()
+	if cancelAuth != nil {
+		cancelAuth()
+	}
+	close(c.done)
+	c.cancel()
+	_ = c.conn.Close()
+
+	h.mu.Lock()
+	c.removed = true
+	delete(h.clients, c.id)
+	if userID != "" {
+		if set := h.users[userID]; set != nil {
+			delete(set, c.id)
+			if len(set) == 0 {
+				delete(h.users, userID)
+			}
+		}
+	}
+	for room := range c.rooms {
+		h.removeFromRoomLocked(c, room)
+	}
+	h.mu.Unlock()
+	h.stats.closed.Add(1)
+
+	if h.opts.ClientDisconnected != nil {
+		ev := ClientDisconnectedEvent{ClientID: c.id, UserID: userID, Authenticated: wasAuthenticated}
+		h.callback("client disconnected", c.id, func() error {
+			return h.opts.ClientDisconnected(h.ctxForCallback(), ev)
+		})
+	}
+}
+
+// ctxForCallback is the context given to callbacks that run after a client
+// has gone: it lives as long as the Helper.
+func (h *Helper) ctxForCallback() context.Context { return h.ctx }
+
+// callback runs f, recovering a panic; errors and panics are logged once.
+func (h *Helper) callback(name, clientID string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.stats.callbackPanics.Add(1)
+			err = fmt.Errorf("server: %s callback panicked: %v", name, p)
+			h.log.Error("callback panicked", zap.String("callback", name),
+				zap.String("client_id", clientID), zap.Any("panic", p))
+		}
+	}()
+	err = f()
+	if err != nil {
+		h.stats.callbackErrors.Add(1)
+		h.log.Warn("callback failed", zap.String("callback", name),
+			zap.String("client_id", clientID), zap.Error(err))
+	}
+	return err
+}
+
+func (h *Helper) logDebug(msg, clientID string, err error) {
+	if ce := h.log.Check(zap.DebugLevel, msg); ce != nil {
+		ce.Write(zap.String("client_id", clientID), zap.Error(err))
+	}
+}
+
+func (h *Helper) allClients() []*client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*client, 0, len(h.clients))
+	for _, c := range h.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// sweepLoop closes authenticated clients that stopped sending heartbeats and
+// queues protocol pings when SendPings is on.
+func (h *Helper) sweepLoop() {
+	hb := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer hb.Stop()
+	var pingC <-chan time.Time
+	if *h.cfg.SendPings {
+		pt := time.NewTicker(h.cfg.IdleTimeout / 2)
+		defer pt.Stop()
+		pingC = pt.C
+	}
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-hb.C:
+			h.sweepHeartbeats(time.Now())
+		case <-pingC:
+			for _, c := range h.allClients() {
+				c.mu.Lock()
+				if !c.closing {
+					c.queue = append(c.queue, frame{kind: framePing})
+				}
+				c.mu.Unlock()
+				c.signal()
+			}
+		}
+	}
+}
+
+func (h *Helper) sweepHeartbeats(now time.Time) {
+	limit := now.Add(-h.cfg.HeartbeatTimeout).UnixNano()
+	for _, c := range h.allClients() {
+		st, _ := c.getState()
+		if st == protocol.StateAuthenticated && c.lastActivity.Load() < limit {
+			h.stats.heartbeatTimeouts.Add(1)
+			c.close(protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout, false)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+)
+
+// inboundFrame is how a client frame is decoded: fields stay raw so that a
+// wrong type is told apart from a missing field.
+type inboundFrame struct {
+	Event json.RawMessage `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	ID    json.RawMessage `json:"id"`
+}
+
+// errDropFrame marks a frame that is dropped without a reply.
+var errDropFrame = errors.New("server: frame has no event")
+
+// parseFrame decodes one client frame. It returns errDropFrame for an object
+// without a usable event and another error for anything that is not a JSON
+// object with a string event.
+func parseFrame(data []byte) (protocol.Message, error) {
+	var msg protocol.Message
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !utf8.Valid(data) {
+		return msg, errInvalidFrame
+	}
+	var in inboundFrame
+	if err := json.Unmarshal(trimmed, &in); err != nil {
+		return msg, errInvalidFrame
+	}
+	if len(in.Event) == 0 || string(in.Event) == "null" {
+		return msg, errDropFrame
+	}
+	if in.Event[0] != '"' {
+		return msg, errInvalidFrame
+	}
+	if err := json.Unmarshal(in.Event, &msg.Event); err != nil {
+		return msg, errInvalidFrame
+	}
+	if msg.Event == "" {
+		return msg, errDropFrame
+	}
+	if len(in.ID) > 0 && in.ID[0] == '"' {
+		_ = json.Unmarshal(in.ID, &msg.ID)
+	}
+	if len(in.Data) > 0 {
+		msg.Data = in.Data
+	}
+	return msg, nil
+}
+
+var errInvalidFrame = errors.New("server: invalid frame")
+
+// handleFrame routes one frame from c. It runs on c's reader goroutine.
+func (h *Helper) handleFrame(c *client, data []byte) {
+	msg, err := parseFrame(data)
+	if err != nil {
+		if errors.Is(err, errDropFrame) {
+			h.logDebug("frame without event dropped", c.id, nil)
+			return
+		}
+		c.sendError(protocol.ErrMsgInvalidFormat)
+		return
+	}
+	h.route(c, msg, false)
+}
+
+// route handles a decoded frame. decrypted is set for frames that came out
+// of an "encrypted" envelope, which may not nest.
+func (h *Helper) route(c *client, msg protocol.Message, decrypted bool) {
+	if msg.Event == protocol.EventHeartbeat {
+		return
+	}
+	c.mu.Lock()
+	state := c.state
+	userID := c.userID
+	encrypted := c.encrypted
+	c.mu.Unlock()
+
+	if msg.Event == protocol.EventAuthenticate {
+		if state != protocol.StateUnauthorized {
+			c.sendError(protocol.ErrMsgAlreadyAuthenticated)
+			return
+		}
+		h.startAuth(c, msg.Data)
+		return
+	}
+	if state != protocol.StateAuthenticated {
+		c.sendError(protocol.ErrMsgNotAuthenticated)
+		return
+	}
+	switch msg.Event {
+	case protocol.EventJoin:
+		h.handleJoin(c, userID, msg.Data)
+		return
+	case protocol.EventLeave:
+		h.handleLeave(c, msg.Data)
+		return
+	case protocol.EventEncrypted:
+		if !decrypted && encrypted && h.opts.InboundTransformer != nil {
+			h.handleEncrypted(c, msg)
+		}
+		return
+	}
+	if protocol.IsSystemEvent(msg.Event) {
+		return
+	}
+	if h.opts.Message == nil {
+		return
+	}
+	ev := MessageEvent{ClientID: c.id, UserID: userID, Message: msg}
+	_ = h.callback("message", c.id, func() error { return h.opts.Message(c.ctx, ev) })
+}
+
+func (h *Helper) handleEncrypted(c *client, msg protocol.Message) {
+	req := InboundRequest{Client: c.info(), Data: msg.Data}
+	var inner *protocol.Message
+	err := h.callback("inbound transformer", c.id, func() error {
+		var err error
+		inner, err = h.opts.InboundTransformer(c.ctx, req)
+		return err
+	})
+	if err != nil || inner == nil || inner.Event == "" {
+		c.sendError(protocol.ErrMsgInvalidFormat)
+		return
+	}
+	h.route(c, *inner, true)
+}
+
+// startAuth moves c to authenticating and runs the authenticate callback on
+// its own goroutine so the reader keeps watching the socket.
+func (h *Helper) startAuth(c *client, data json.RawMessage) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	c.state = protocol.StateAuthenticating
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	c.authTimer = time.AfterFunc(3*h.cfg.AuthTimeout, func() {
+		h.stats.authTimeouts.Add(1)
+		c.close(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout, false)
+	})
+	c.authCancel = cancel
+	c.mu.Unlock()
+	h.conns.goAlways(func() {
+		defer cancel()
+		h.authenticate(ctx, c, data)
+	})
+}
+
+// gone reports whether the authentication of c must stop silently.
+func gone(ctx context.Context, c *client) bool {
+	return ctx.Err() != nil || c.isClosing()
+}
+
+func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessage) {
+	var res *AuthResult
+	req := AuthenticateRequest{ClientID: c.id, Data: data, Request: c.req}
+	err := h.callback("authenticate", c.id, func() error {
+		var err error
+		res, err = h.opts.Authenticate(ctx, req)
+		return err
+	})
+	if gone(ctx, c) {
+		return
+	}
+	if err != nil || res == nil {
+		h.stats.authFailures.Add(1)
+		msg := protocol.ErrMsgAuthFailed
+		if err != nil {
+			msg = protocol.ErrMsgAuthError
+		}
+		c.sendError(msg)
+		c.close(protocol.CloseAuthFailed, protocol.ReasonAuthFailed, false)
+		return
+	}
+
+	var hs *HandshakeResult
+	if h.cfg.RequireEncryption {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return
+		}
+		c.state = protocol.StateHandshaking
+		c.userID = res.UserID
+		c.mu.Unlock()
+		hreq := HandshakeRequest{ClientID: c.id, UserID: res.UserID, Data: data}
+		herr := h.callback("handshake", c.id, func() error {
+			var err error
+			hs, err = h.opts.Handshake(ctx, hreq)
+			return err
+		})
+		if gone(ctx, c) {
+			return
+		}
+		if herr != nil || hs == nil {
+			h.stats.handshakeFailures.Add(1)
+			c.sendError(protocol.ErrMsgHandshakeFailed)
+			c.close(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired, false)
+			return
+		}
+	}
+
+	// Index first, while the client still receives no application
+	// messages, then flip the state and queue "connected" in one step so
+	// that every later message follows "connected".
+	if !h.indexAuthenticated(c, res.UserID) {
+		return
+	}
+	now := time.Now()
+	connected := ConnectedFrame(c.id, res.UserID, now, hs)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.state = protocol.StateAuthenticated
+	c.userID = res.UserID
+	c.metadata = res.Metadata
+	c.authenticatedAt = now
+	if hs != nil {
+		c.encrypted = true
+	}
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	c.authCancel = nil
+	c.queue = append(c.queue, frame{kind: frameBytes, size: len(connected), data: connected})
+	c.queued += len(connected)
+	c.mu.Unlock()
+	c.signal()
+	h.stats.out.Add(1)
+	h.stats.authenticated.Add(1)
+	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {
+		ce.Write(zap.String("client_id", c.id), zap.String("user_id", res.UserID))
+	}
+
+	if h.opts.ClientConnected != nil {
+		ev := ClientConnectedEvent{ClientID: c.id, UserID: res.UserID, Metadata: res.Metadata}
+		_ = h.callback("client connected", c.id, func() error {
+			return h.opts.ClientConnected(c.ctx, ev)
+		})
+	}
+}
+
+// indexAuthenticated adds c to the user index, its own-id room and the
+// default rooms. It fails when the client has already been removed.
+func (h *Helper) indexAuthenticated(c *client, userID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.removed {
+		return false
+	}
+	if userID != "" {
+		set := h.users[userID]
+		if set == nil {
+			set = make(map[string]*client)
+			h.users[userID] = set
+		}
+		set[c.id] = c
+	}
+	h.addToRoomLocked(c, c.id)
+	for _, room := range h.cfg.DefaultRooms {
+		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
+			break
+		}
+		h.addToRoomLocked(c, room)
+	}
+	return true
+}
+
+// ConnectedFrame encodes the "connected" frame. Exported for tests and
+// custom clients that want the exact bytes.
+func ConnectedFrame(clientID, userID string, at time.Time, hs *HandshakeResult) []byte {
+	d := protocol.ConnectedData{ID: clientID, UserID: userID, Time: at.UTC().Format(protocol.TimeFormat)}
+	if hs != nil {
+		d.ServerPublicKey = hs.ServerPublicKey
+		d.Salt = hs.Salt
+	}
+	b, _ := json.Marshal(protocol.OutMessage{Event: protocol.EventConnected, Data: d})
+	return b
+}
+
+func errorFrame(msg string) []byte {
+	b, _ := json.Marshal(protocol.OutMessage{Event: protocol.EventError, Data: protocol.ErrorData{Message: msg}})
+	return b
+}

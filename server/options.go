@@ -1,0 +1,172 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+)
+
+// Config holds every tunable of the helper. A zero field takes the default
+// written in its comment, so a partial Config is always valid.
+type Config struct {
+	// Identifier names the helper in logs. Default "WEBSOCKET_SERVER".
+	Identifier string `json:"identifier,omitempty"`
+	// Path is the upgrade route the fx component registers. Default "/ws".
+	// The helper itself serves whatever path it is mounted on.
+	Path string `json:"path,omitempty"`
+	// DefaultRooms are joined by every client after authentication.
+	// nil means ["ws-default", "ws-notification"]; an empty non-nil slice
+	// means none.
+	DefaultRooms []string `json:"defaultRooms,omitempty"`
+	// AuthTimeout is how long a new connection may stay unauthenticated.
+	// The authenticate call plus the encryption handshake get 3×AuthTimeout.
+	// Default 5s.
+	AuthTimeout time.Duration `json:"authTimeout,omitempty"`
+	// HeartbeatInterval is the period of the heartbeat sweep. Default 30s.
+	HeartbeatInterval time.Duration `json:"heartbeatInterval,omitempty"`
+	// HeartbeatTimeout closes (4002) authenticated clients silent for longer.
+	// Default 90s.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
+	// RequireEncryption runs the handshake after authentication and sends
+	// every application message to the client through the OutboundTransformer.
+	// Default false.
+	RequireEncryption bool `json:"requireEncryption,omitempty"`
+	// EncryptedBatchLimit caps the transformer calls in flight for one
+	// fan-out. Default 10.
+	EncryptedBatchLimit int `json:"encryptedBatchLimit,omitempty"`
+
+	// MaxPayloadLength is the largest frame read from a client, in bytes;
+	// a larger one closes the connection with 1009. Default 128 KiB.
+	MaxPayloadLength int64 `json:"maxPayloadLength,omitempty"`
+	// IdleTimeout closes a connection from which nothing (not even a pong)
+	// arrived for this long. Default 60s.
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+	// SendPings sends protocol ping frames every IdleTimeout/2 so that
+	// intermediaries keep the connection and dead peers are found.
+	// nil means true; use server.Bool(false) to turn pings off.
+	SendPings *bool `json:"sendPings,omitempty"`
+	// PerMessageDeflate negotiates permessage-deflate with clients that offer
+	// it. Default false.
+	PerMessageDeflate bool `json:"perMessageDeflate,omitempty"`
+	// BackpressureLimit bounds the bytes queued for one client. Over it the
+	// message is dropped for that client (counted), or the connection is
+	// closed when CloseOnBackpressureLimit is set. Default 1 MiB.
+	BackpressureLimit int `json:"backpressureLimit,omitempty"`
+	// CloseOnBackpressureLimit closes a client over BackpressureLimit with
+	// 1008 instead of dropping messages. Default false.
+	CloseOnBackpressureLimit bool `json:"closeOnBackpressureLimit,omitempty"`
+	// WriteTimeout bounds one write to a socket; a client that does not take
+	// a frame within it is disconnected. Default 10s.
+	WriteTimeout time.Duration `json:"writeTimeout,omitempty"`
+	// AllowedOrigins lists the Origin header values accepted besides the
+	// request's own host ("*" accepts any). Ignored when CheckOrigin is set.
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
+	// CheckOrigin replaces the origin policy. Default: same origin (or no
+	// Origin header, as non-browser clients send) plus AllowedOrigins.
+	CheckOrigin func(r *http.Request) bool `json:"-"`
+
+	// MaxRoomsPerRequest caps the names in one join or leave request.
+	// Default 100.
+	MaxRoomsPerRequest int `json:"maxRoomsPerRequest,omitempty"`
+	// MaxRoomsPerClient caps the rooms one client is in, counting its own-id
+	// room and the default rooms. Default 1000.
+	MaxRoomsPerClient int `json:"maxRoomsPerClient,omitempty"`
+
+	// RedisTimeout bounds how long Configure waits for the Redis
+	// subscriptions to be confirmed. Default 30s.
+	RedisTimeout time.Duration `json:"redisTimeout,omitempty"`
+}
+
+// Bool returns a pointer to v, for Config.SendPings.
+func Bool(v bool) *bool { return &v }
+
+// Options is what New needs: the Config, the Redis connection, a logger and
+// the application's callbacks. Only Redis and Authenticate are required.
+type Options struct {
+	Config
+
+	// Redis carries the Pub/Sub traffic between instances. Required.
+	Redis redis.UniversalClient
+	// Logger receives the helper's logs, named by Identifier. Default: a no-op logger.
+	Logger *zap.Logger
+
+	// Authenticate decides who a client is. Required.
+	Authenticate AuthenticateFunc
+	// ValidateRoom decides which requested rooms a client may join. Without
+	// it every join request is refused.
+	ValidateRoom ValidateRoomFunc
+	// ClientConnected is called after a client is authenticated and has
+	// received "connected".
+	ClientConnected ClientConnectedFunc
+	// ClientDisconnected is called once per connection after it is removed
+	// from every index.
+	ClientDisconnected ClientDisconnectedFunc
+	// Message receives every non-system event from authenticated clients.
+	Message MessageHandler
+	// OutboundTransformer rewrites application messages to encrypted clients.
+	OutboundTransformer OutboundTransformer
+	// Handshake runs after authentication when RequireEncryption is set.
+	Handshake HandshakeFunc
+	// InboundTransformer, when set, receives every "encrypted" frame from an
+	// encrypted client and returns the frame it stands for, which is then
+	// routed like any other frame.
+	InboundTransformer InboundTransformer
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Identifier == "" {
+		c.Identifier = protocol.DefaultIdentifier
+	}
+	if c.Path == "" {
+		c.Path = protocol.DefaultPath
+	}
+	if c.DefaultRooms == nil {
+		c.DefaultRooms = protocol.DefaultRooms()
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = protocol.DefaultAuthTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = protocol.DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = protocol.DefaultHeartbeatTimeout
+	}
+	if c.EncryptedBatchLimit <= 0 {
+		c.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
+	}
+	if c.MaxPayloadLength <= 0 {
+		c.MaxPayloadLength = protocol.DefaultMaxPayloadLength
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = protocol.DefaultIdleTimeout
+	}
+	if c.SendPings == nil {
+		c.SendPings = Bool(protocol.DefaultSendPings)
+	}
+	if c.BackpressureLimit <= 0 {
+		c.BackpressureLimit = protocol.DefaultBackpressureLimit
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = protocol.DefaultWriteTimeout
+	}
+	if c.MaxRoomsPerRequest <= 0 {
+		c.MaxRoomsPerRequest = protocol.DefaultMaxRoomsPerRequest
+	}
+	if c.MaxRoomsPerClient <= 0 {
+		c.MaxRoomsPerClient = protocol.DefaultMaxRoomsPerClient
+	}
+	if c.RedisTimeout <= 0 {
+		c.RedisTimeout = protocol.DefaultRedisTimeout
+	}
+	return c
+}
+
+// WithDefaults returns c with every zero field set to its default, as New
+// would use it.
+func (c Config) WithDefaults() Config { return c.withDefaults() }

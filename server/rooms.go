@@ -1,0 +1,301 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+)
+
+// validRoomName reports whether name may be joined by request: non-empty,
+// at most DefaultMaxRoomNameLength characters (Unicode code points) and not
+// under the reserved "ws:" prefix.
+func validRoomName(name string) bool {
+	return name != "" &&
+		utf8.ValidString(name) &&
+		utf8.RuneCountInString(name) <= protocol.DefaultMaxRoomNameLength &&
+		!strings.HasPrefix(name, protocol.InternalPrefix)
+}
+
+// decodeRooms reads {"rooms":[string…]} strictly.
+func decodeRooms(data json.RawMessage) ([]string, bool) {
+	if len(data) == 0 {
+		return nil, false
+	}
+	var body struct {
+		Rooms json.RawMessage `json:"rooms"`
+	}
+	if err := json.Unmarshal(data, &body); err != nil || len(body.Rooms) == 0 || body.Rooms[0] != '[' {
+		return nil, false
+	}
+	var rooms []string
+	if err := json.Unmarshal(body.Rooms, &rooms); err != nil {
+		return nil, false
+	}
+	return rooms, true
+}
+
+// sanitiseRooms keeps the valid names, once each, in request order.
+func sanitiseRooms(rooms []string) []string {
+	out := rooms[:0:0]
+	seen := make(map[string]struct{}, len(rooms))
+	for _, r := range rooms {
+		if !validRoomName(r) {
+			continue
+		}
+		if _, dup := seen[r]; dup {
+			continue
+		}
+		seen[r] = struct{}{}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
+	requested, ok := decodeRooms(data)
+	if !ok {
+		c.sendError(protocol.ErrMsgInvalidFormat)
+		return
+	}
+	if len(requested) > h.cfg.MaxRoomsPerRequest {
+		c.sendError(protocol.ErrMsgTooManyRooms)
+		return
+	}
+	rooms := sanitiseRooms(requested)
+	if len(rooms) == 0 {
+		return
+	}
+	if h.opts.ValidateRoom == nil {
+		// Secure by default: without a validator nobody joins anything.
+		h.logDebug("join refused: no validate-room handler", c.id, nil)
+		return
+	}
+	var allowed []string
+	req := ValidateRoomRequest{ClientID: c.id, UserID: userID, Rooms: append([]string(nil), rooms...)}
+	err := h.callback("validate room", c.id, func() error {
+		var err error
+		allowed, err = h.opts.ValidateRoom(c.ctx, req)
+		return err
+	})
+	if err != nil || len(allowed) == 0 {
+		return
+	}
+	// Only what was asked for (and survived sanitising) may be joined,
+	// whatever the validator returned.
+	asked := make(map[string]struct{}, len(rooms))
+	for _, r := range rooms {
+		asked[r] = struct{}{}
+	}
+	final := allowed[:0:0]
+	for _, r := range allowed {
+		if _, ok := asked[r]; ok {
+			final = append(final, r)
+			delete(asked, r)
+		}
+	}
+	if _, full := h.joinRooms(c, final, true); full {
+		c.sendError(protocol.ErrMsgTooManyRooms)
+	}
+}
+
+func (h *Helper) handleLeave(c *client, data json.RawMessage) {
+	requested, ok := decodeRooms(data)
+	if !ok {
+		c.sendError(protocol.ErrMsgInvalidFormat)
+		return
+	}
+	if len(requested) > h.cfg.MaxRoomsPerRequest {
+		c.sendError(protocol.ErrMsgTooManyRooms)
+		return
+	}
+	h.leaveRooms(c, sanitiseRooms(requested))
+}
+
+// joinRooms adds c to rooms, stopping at MaxRoomsPerClient. byClient
+// refuses names that are another local client's id, so a client cannot
+// receive what is addressed to someone else's own-id room.
+func (h *Helper) joinRooms(c *client, rooms []string, byClient bool) (joined int, full bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.removed {
+		return 0, false
+	}
+	for _, r := range rooms {
+		if _, in := c.rooms[r]; in {
+			continue
+		}
+		if byClient {
+			if _, isClient := h.clients[r]; isClient && r != c.id {
+				continue
+			}
+		}
+		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
+			return joined, true
+		}
+		h.addToRoomLocked(c, r)
+		joined++
+	}
+	return joined, false
+}
+
+// leaveRooms removes c from the rooms it is in; its own-id room stays.
+func (h *Helper) leaveRooms(c *client, rooms []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range rooms {
+		if r == c.id {
+			continue
+		}
+		if _, in := c.rooms[r]; in {
+			h.removeFromRoomLocked(c, r)
+		}
+	}
+}
+
+func (h *Helper) addToRoomLocked(c *client, room string) {
+	set := h.rooms[room]
+	if set == nil {
+		set = make(map[string]*client)
+		h.rooms[room] = set
+	}
+	set[c.id] = c
+	c.rooms[room] = struct{}{}
+}
+
+func (h *Helper) removeFromRoomLocked(c *client, room string) {
+	delete(c.rooms, room)
+	if set := h.rooms[room]; set != nil {
+		delete(set, c.id)
+		if len(set) == 0 {
+			delete(h.rooms, room)
+		}
+	}
+}
+
+func (h *Helper) lookup(clientID string) (*client, bool) {
+	h.mu.RLock()
+	c, ok := h.clients[clientID]
+	h.mu.RUnlock()
+	return c, ok
+}
+
+// JoinRoom puts an authenticated local client into rooms without asking the
+// ValidateRoom handler. Names must be valid room names.
+func (h *Helper) JoinRoom(clientID string, rooms ...string) error {
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return ErrClientNotFound
+	}
+	if st, _ := c.getState(); st != protocol.StateAuthenticated {
+		return fmt.Errorf("server: join %s: client is %s", clientID, st)
+	}
+	for _, r := range rooms {
+		if !validRoomName(r) {
+			return fmt.Errorf("%w: %q", ErrInvalidRoom, r)
+		}
+	}
+	if _, full := h.joinRooms(c, rooms, false); full {
+		return ErrTooManyRooms
+	}
+	return nil
+}
+
+// LeaveRoom takes a local client out of rooms it is in. Its own-id room
+// cannot be left.
+func (h *Helper) LeaveRoom(clientID string, rooms ...string) error {
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return ErrClientNotFound
+	}
+	h.leaveRooms(c, rooms)
+	return nil
+}
+
+// EnableClientEncryption marks a local client as encrypted: from now on
+// every application message to it goes through the OutboundTransformer.
+// It cannot be undone for the connection.
+func (h *Helper) EnableClientEncryption(clientID string) error {
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return ErrClientNotFound
+	}
+	c.mu.Lock()
+	c.encrypted = true
+	c.mu.Unlock()
+	return nil
+}
+
+// Client returns a snapshot of one local client.
+func (h *Helper) Client(clientID string) (ClientInfo, bool) {
+	c, ok := h.lookup(clientID)
+	if !ok {
+		return ClientInfo{}, false
+	}
+	return h.snapshot(c), true
+}
+
+// Clients returns snapshots of every local client, in no particular order.
+func (h *Helper) Clients() []ClientInfo {
+	return h.snapshots(h.allClients())
+}
+
+// ClientsByUser returns snapshots of the local sessions of a user.
+func (h *Helper) ClientsByUser(userID string) []ClientInfo {
+	h.mu.RLock()
+	cs := collect(h.users[userID])
+	h.mu.RUnlock()
+	return h.snapshots(cs)
+}
+
+// ClientsInRoom returns snapshots of the local members of a room.
+func (h *Helper) ClientsInRoom(room string) []ClientInfo {
+	h.mu.RLock()
+	cs := collect(h.rooms[room])
+	h.mu.RUnlock()
+	return h.snapshots(cs)
+}
+
+// Rooms returns the names of the rooms with at least one local member,
+// sorted.
+func (h *Helper) Rooms() []string {
+	h.mu.RLock()
+	out := make([]string, 0, len(h.rooms))
+	for r := range h.rooms {
+		out = append(out, r)
+	}
+	h.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+func collect(set map[string]*client) []*client {
+	out := make([]*client, 0, len(set))
+	for _, c := range set {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (h *Helper) snapshot(c *client) ClientInfo {
+	ci := c.info()
+	h.mu.RLock()
+	ci.Rooms = make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		ci.Rooms = append(ci.Rooms, r)
+	}
+	h.mu.RUnlock()
+	sort.Strings(ci.Rooms)
+	return ci
+}
+
+func (h *Helper) snapshots(cs []*client) []ClientInfo {
+	out := make([]ClientInfo, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, h.snapshot(c))
+	}
+	return out
+}
