@@ -1,0 +1,318 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/server"
+)
+
+func TestInvalidFramesGetAnErrorAndKeepTheConnection(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+	}{
+		{"not json", "hello"},
+		{"null", "null"},
+		{"array", `[{"event":"chat"}]`},
+		{"number", "42"},
+		{"string", `"authenticate"`},
+		{"numeric event", `{"event":5}`},
+		{"object event", `{"event":{"a":1}}`},
+		{"truncated", `{"event":"chat"`},
+	}
+	ts := startServer(t, nil, server.Options{})
+	for _, authenticated := range []bool{false, true} {
+		c := ts.dial(t)
+		if authenticated {
+			c.auth("frames")
+		}
+		for _, tt := range tests {
+			c.sendRaw(tt.give)
+			c.expectError(protocol.ErrMsgInvalidFormat)
+		}
+		// Still usable afterwards.
+		if !authenticated {
+			c.auth("frames")
+		}
+		c.send(protocol.EventAuthenticate, nil)
+		c.expectError(protocol.ErrMsgAlreadyAuthenticated)
+	}
+}
+
+func TestFramesWithoutEventAreDropped(t *testing.T) {
+	handled := newRecorder[server.MessageEvent]()
+	ts := startServer(t, nil, server.Options{
+		Message: func(_ context.Context, ev server.MessageEvent) error {
+			handled.add(ev)
+			return nil
+		},
+	})
+	c := ts.connect(t, "drop")
+	for _, give := range []string{`{}`, `{"data":1}`, `{"event":""}`, `{"event":null}`} {
+		c.sendRaw(give)
+	}
+	c.probe()
+	if handled.count() != 0 {
+		t.Errorf("message handler saw %d dropped frames", handled.count())
+	}
+}
+
+func TestBinaryFramesAreReadAsText(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	c := ts.dial(t)
+	_ = c.conn.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"authenticate","data":{"token":"user:bin"}}`))
+	c.expect(protocol.EventConnected)
+}
+
+func TestMessageHandlerGetsApplicationEventsOnly(t *testing.T) {
+	handled := newRecorder[server.MessageEvent]()
+	ts := startServer(t, nil, server.Options{
+		Message: func(_ context.Context, ev server.MessageEvent) error {
+			handled.add(ev)
+			return nil
+		},
+	})
+	c := ts.connect(t, "dave")
+	for _, ev := range []string{protocol.EventConnected, protocol.EventDisconnect, protocol.EventError, protocol.EventEncrypted, protocol.EventHeartbeat} {
+		c.send(ev, map[string]string{"x": "y"})
+	}
+	c.sendRaw(`{"event":"chat","data":{"text":"hi"},"id":"m1"}`)
+	ev := handled.wait(t)
+	if ev.Message.Event != "chat" || ev.ClientID != c.id || ev.UserID != "dave" || ev.Message.ID != "m1" {
+		t.Fatalf("handler got %+v", ev)
+	}
+	if !jsonEqual(ev.Message.Data, `{"text":"hi"}`) {
+		t.Errorf("data %s", ev.Message.Data)
+	}
+	c.probe()
+	if handled.count() != 1 {
+		t.Errorf("handler called %d times, want 1", handled.count())
+	}
+}
+
+func TestMessageHandlerFailuresKeepTheConnection(t *testing.T) {
+	ts := startServer(t, nil, server.Options{
+		Message: func(_ context.Context, ev server.MessageEvent) error {
+			if ev.Message.Event == "boom" {
+				panic("handler exploded")
+			}
+			return errors.New("handler failed")
+		},
+	})
+	c := ts.connect(t, "erin")
+	c.send("boom", nil)
+	c.send("fail", nil)
+	c.probe()
+	if err := ts.h.SendToClient(c.id, "still", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.expectData("still", "1")
+	if st := ts.h.Stats(); st.CallbackPanics != 1 || st.CallbackErrors < 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestClientConnectedPanicDoesNotFailAuth(t *testing.T) {
+	ts := startServer(t, nil, server.Options{
+		ClientConnected: func(context.Context, server.ClientConnectedEvent) error { panic("connected exploded") },
+	})
+	c := ts.connect(t, "fay")
+	eventually(t, "panic counted", func() bool { return ts.h.Stats().CallbackPanics == 1 })
+	if err := ts.h.SendToClient(c.id, "ok", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("ok")
+}
+
+func TestHeartbeatTimeout(t *testing.T) {
+	ts := startServer(t, nil, server.Options{Config: server.Config{
+		HeartbeatInterval: 30 * time.Millisecond,
+		HeartbeatTimeout:  150 * time.Millisecond,
+	}})
+	c := ts.connect(t, "sleepy")
+	c.expectClose(protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
+	eventually(t, "index cleared", func() bool { return len(ts.h.Clients()) == 0 })
+}
+
+func TestHeartbeatUpdatesLastActivity(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	c := ts.connect(t, "beat")
+	before, _ := ts.h.Client(c.id)
+	c.send(protocol.EventHeartbeat, nil)
+	c.probe()
+	after, _ := ts.h.Client(c.id)
+	if !after.LastActivity.After(before.LastActivity) {
+		t.Errorf("last activity %v not after %v", after.LastActivity, before.LastActivity)
+	}
+}
+
+func TestDisconnectCleansEveryIndex(t *testing.T) {
+	disconnected := newRecorder[server.ClientDisconnectedEvent]()
+	ts := startServer(t, nil, server.Options{
+		ValidateRoom: allowAll,
+		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+			disconnected.add(ev)
+			return nil
+		},
+	})
+	c := ts.connect(t, "gina")
+	c.send(protocol.EventJoin, map[string]any{"rooms": []string{"r1", "r2"}})
+	eventually(t, "joined", func() bool { return len(ts.h.ClientsInRoom("r2")) == 1 })
+	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
+	ev := disconnected.wait(t)
+	if ev.ClientID != c.id || ev.UserID != "gina" || !ev.Authenticated {
+		t.Errorf("disconnect event %+v", ev)
+	}
+	if n := len(ts.h.Clients()); n != 0 {
+		t.Errorf("%d clients left", n)
+	}
+	if r := ts.h.Rooms(); len(r) != 0 {
+		t.Errorf("rooms left: %v", r)
+	}
+	if u := ts.h.ClientsByUser("gina"); len(u) != 0 {
+		t.Errorf("user index left: %v", u)
+	}
+	st := ts.h.Stats()
+	if st.Users != 0 || st.Rooms != 0 || st.Connections != 0 {
+		t.Errorf("stats after disconnect %+v", st)
+	}
+	if disconnected.count() != 1 {
+		t.Errorf("disconnect callback ran %d times", disconnected.count())
+	}
+}
+
+func TestOversizeFrameClosesWith1009(t *testing.T) {
+	ts := startServer(t, nil, server.Options{Config: server.Config{MaxPayloadLength: 1024}})
+	c := ts.connect(t, "big")
+	c.sendRaw(`{"event":"chat","data":"` + strings.Repeat("x", 2048) + `"}`)
+	c.expectClose(websocket.CloseMessageTooBig, "")
+}
+
+func TestOriginPolicy(t *testing.T) {
+	tests := []struct {
+		name    string
+		allowed []string
+		origin  string
+		want    int
+	}{
+		{"no origin", nil, "", http.StatusSwitchingProtocols},
+		{"same origin", nil, "SAME", http.StatusSwitchingProtocols},
+		{"cross origin refused", nil, "http://evil.example", http.StatusForbidden},
+		{"allow-listed", []string{"http://app.example"}, "http://app.example", http.StatusSwitchingProtocols},
+		{"not on list", []string{"http://app.example"}, "http://evil.example", http.StatusForbidden},
+		{"wildcard", []string{"*"}, "http://any.example", http.StatusSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, nil, server.Options{Config: server.Config{AllowedOrigins: tt.allowed}})
+			hdr := http.Header{}
+			switch tt.origin {
+			case "":
+			case "SAME":
+				hdr.Set("Origin", ts.srv.URL)
+			default:
+				hdr.Set("Origin", tt.origin)
+			}
+			d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+			conn, resp, err := d.Dial(ts.wsURL(), hdr)
+			if conn != nil {
+				_ = conn.Close()
+			}
+			if resp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}
+
+func TestNotAcceptingBeforeConfigureAndAfterShutdown(t *testing.T) {
+	rsClient := startServer(t, nil, server.Options{}).redis.Client(t)
+	h, err := server.New(server.Options{Redis: rsClient, Authenticate: tokenAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(t, h)
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("before Configure: err %v resp %v", err, resp)
+	}
+	// Shutdown before Configure, twice: harmless.
+	ctx := context.Background()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Configure(ctx); !errors.Is(err, server.ErrClosed) {
+		t.Fatalf("Configure after Shutdown: %v", err)
+	}
+}
+
+func TestShutdownClosesClientsWith1001(t *testing.T) {
+	disconnected := newRecorder[server.ClientDisconnectedEvent]()
+	ts := startServer(t, nil, server.Options{
+		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+			disconnected.add(ev)
+			return nil
+		},
+	})
+	a := ts.connect(t, "a")
+	b := ts.dial(t) // not authenticated yet
+	b.probe()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		done <- ts.h.Shutdown(ctx)
+	}()
+	a.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+	b.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if disconnected.count() != 2 {
+		t.Errorf("disconnect callbacks: %d, want 2", disconnected.count())
+	}
+	if n := len(ts.h.Clients()); n != 0 {
+		t.Errorf("%d clients after shutdown", n)
+	}
+	if err := ts.h.Shutdown(context.Background()); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if err := ts.h.Health(context.Background()); err == nil {
+		t.Error("healthy after shutdown")
+	}
+}
+
+func TestConfigureTwiceIsHarmless(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	if err := ts.h.Configure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.connect(t, "once")
+	// A message from another instance arrives once, not once per Configure.
+	other := startServer(t, ts.redis, server.Options{})
+	if err := other.h.PublishToUser(context.Background(), "once", "hello", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.expectData("hello", "1")
+	c.probe()
+}
+
+func allowAll(_ context.Context, req server.ValidateRoomRequest) ([]string, error) {
+	return req.Rooms, nil
+}
