@@ -1,0 +1,263 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/server"
+)
+
+// fleet is two instances on one Redis, with clients on both.
+type fleet struct {
+	a, b   *testServer
+	rs     *redistest.Server
+	a1, b1 *wsClient // user "u1" on each
+	a2, b2 *wsClient // users "u2a" / "u2b", in room "shared"
+}
+
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	rs := redistest.Start(t)
+	f := &fleet{rs: rs}
+	f.a = startServer(t, rs, server.Options{ValidateRoom: allowAll})
+	f.b = startServer(t, rs, server.Options{ValidateRoom: allowAll})
+	f.a1 = f.a.connect(t, "u1")
+	f.b1 = f.b.connect(t, "u1")
+	f.a2 = f.a.connect(t, "u2a")
+	f.b2 = f.b.connect(t, "u2b")
+	for _, c := range []*wsClient{f.a2, f.b2} {
+		c.send(protocol.EventJoin, map[string]any{"rooms": []string{"shared"}})
+		c.probe()
+	}
+	return f
+}
+
+func (f *fleet) all() []*wsClient { return []*wsClient{f.a1, f.b1, f.a2, f.b2} }
+
+// probeAll proves no client got anything else (no duplicates).
+func (f *fleet) probeAll() {
+	for _, c := range f.all() {
+		c.probe()
+	}
+}
+
+func TestCrossInstanceDeliveryExactlyOnce(t *testing.T) {
+	f := newFleet(t)
+	ctx := context.Background()
+
+	if err := f.a.h.PublishToRoom(ctx, "shared", "room", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("room", "1")
+	f.b2.expectData("room", "1")
+	f.probeAll()
+
+	if err := f.a.h.PublishToRoom(ctx, "shared", "room-ex", 2, f.b2.id); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("room-ex", "2")
+	f.probeAll()
+
+	if err := f.b.h.PublishBroadcast(ctx, "bc", "x", f.a1.id); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*wsClient{f.b1, f.a2, f.b2} {
+		c.expectData("bc", `"x"`)
+	}
+	f.probeAll()
+
+	if err := f.a.h.PublishToUser(ctx, "u1", "user", true); err != nil {
+		t.Fatal(err)
+	}
+	f.a1.expectData("user", "true")
+	f.b1.expectData("user", "true")
+	f.probeAll()
+
+	// A client on the other instance, by client id and by Send.
+	if err := f.a.h.PublishToClient(ctx, f.b1.id, "client", 3); err != nil {
+		t.Fatal(err)
+	}
+	f.b1.expectData("client", "3")
+	if err := f.a.h.Send(ctx, f.b2.id, "send-remote", 4); err != nil {
+		t.Fatal(err)
+	}
+	f.b2.expectData("send-remote", "4")
+	if err := f.a.h.Send(ctx, "", "send-all", 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.all() {
+		c.expectData("send-all", "5")
+	}
+	if err := f.a.h.Send(ctx, "shared", "send-room", 6); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("send-room", "6")
+	f.b2.expectData("send-room", "6")
+	f.probeAll()
+}
+
+// publishRaw publishes payload as another process would.
+func publishRaw(t *testing.T, rdb *redis.Client, channel string, payload string) {
+	t.Helper()
+	if err := rdb.Publish(context.Background(), channel, payload).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envelopeJSON(t *testing.T, env protocol.Envelope) string {
+	t.Helper()
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestEmitterAndIgnisEnvelopesAreDelivered(t *testing.T) {
+	f := newFleet(t)
+	rdb := f.rs.Client(t)
+	// What an Ignis emitter publishes (serverId "emitter").
+	publishRaw(t, rdb, protocol.ChannelRoom("shared"), envelopeJSON(t, protocol.Envelope{
+		ServerID: protocol.EmitterServerID, Type: protocol.TypeRoom, Target: "shared",
+		Event: "from-emitter", Data: json.RawMessage(`{"k":"v"}`),
+	}))
+	f.a2.expectData("from-emitter", `{"k":"v"}`)
+	f.b2.expectData("from-emitter", `{"k":"v"}`)
+	// What an Ignis server publishes for an unknown destination: a room
+	// message whose target is a client id.
+	publishRaw(t, rdb, protocol.ChannelRoom(f.b1.id), envelopeJSON(t, protocol.Envelope{
+		ServerID: "ignis-node", Type: protocol.TypeRoom, Target: f.b1.id, Event: "to-client-id", Data: json.RawMessage(`1`),
+	}))
+	f.b1.expectData("to-client-id", "1")
+	f.probeAll()
+}
+
+func TestOwnMessagesAreIgnored(t *testing.T) {
+	f := newFleet(t)
+	publishRaw(t, f.rs.Client(t), protocol.ChannelBroadcast, envelopeJSON(t, protocol.Envelope{
+		ServerID: f.a.h.ServerID(), Type: protocol.TypeBroadcast, Event: "echo",
+	}))
+	f.b1.expect("echo")
+	f.b2.expect("echo")
+	f.probeAll()
+}
+
+func TestMalformedRedisMessagesAreDropped(t *testing.T) {
+	f := newFleet(t)
+	rdb := f.rs.Client(t)
+	bad := []struct{ channel, payload string }{
+		{protocol.ChannelBroadcast, "garbage"},
+		{protocol.ChannelBroadcast, "null"},
+		{protocol.ChannelBroadcast, "[1,2]"},
+		{protocol.ChannelBroadcast, `{"serverId":"x","type":"broadcast"}`},
+		{protocol.ChannelBroadcast, `{"serverId":"x","type":"bogus","event":"e"}`},
+		{protocol.ChannelBroadcast, `{"serverId":7,"type":"broadcast","event":"e"}`},
+		{protocol.ChannelBroadcast, `{"serverId":"x","type":"broadcast","event":["e"]}`},
+		{protocol.ChannelBroadcast, `{"serverId":"x","type":"broadcast","event":"e","exclude":"a"}`},
+		{protocol.ChannelRoom("shared"), `{"serverId":"x","type":"room","event":"e"}`},
+		{protocol.ChannelUser("u1"), `{"serverId":"","type":"user","target":"u1","event":"e"}`},
+		{protocol.ChannelBroadcast, `{"serverId":"x","type":"broadcast","event":"e","data":`},
+	}
+	for _, b := range bad {
+		publishRaw(t, rdb, b.channel, b.payload)
+	}
+	publishRaw(t, rdb, protocol.ChannelBroadcast, envelopeJSON(t, protocol.Envelope{
+		ServerID: "x", Type: protocol.TypeBroadcast, Event: "good", Data: json.RawMessage(`"ok"`),
+	}))
+	for _, c := range f.all() {
+		c.expectData("good", `"ok"`)
+	}
+	for _, h := range []*server.Helper{f.a.h, f.b.h} {
+		if got := h.Stats().RedisMalformed; got != uint64(len(bad)) {
+			t.Errorf("malformed counted %d, want %d", got, len(bad))
+		}
+	}
+}
+
+func TestRedisRestartResumesDelivery(t *testing.T) {
+	f := newFleet(t)
+	ctx := context.Background()
+	f.rs.Kill()
+	eventually(t, "outage noticed", func() bool {
+		return f.a.h.Health(ctx) != nil && f.b.h.Health(ctx) != nil
+	})
+	// Local delivery keeps working while Redis is down; the publish error
+	// is returned and counted.
+	err := f.a.h.PublishToRoom(ctx, "shared", "during", 1)
+	if err == nil {
+		t.Error("publish during outage reported no error")
+	}
+	f.a2.expectData("during", "1")
+	if f.a.h.Stats().RedisPublishErrors == 0 {
+		t.Error("publish error not counted")
+	}
+
+	f.rs.Restart(t)
+	eventually(t, "resubscribed", func() bool {
+		return f.a.h.Health(ctx) == nil && f.b.h.Health(ctx) == nil
+	})
+	if err := f.a.h.PublishToRoom(ctx, "shared", "after", 2); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("after", "2")
+	f.b2.expectData("after", "2")
+	st := f.b.h.Stats()
+	if st.RedisOutages == 0 || st.RedisResubscribes == 0 {
+		t.Errorf("outage not counted: %+v", st)
+	}
+}
+
+func TestConfigureFailsWhenRedisIsUnreachable(t *testing.T) {
+	rs := redistest.Start(t)
+	addr := rs.Addr()
+	rs.Kill()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	h, err := server.New(server.Options{Redis: rdb, Authenticate: tokenAuth,
+		Config: server.Config{RedisTimeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = h.Configure(context.Background())
+	if err == nil {
+		t.Fatal("Configure succeeded without Redis")
+	}
+	if !strings.Contains(err.Error(), addr) {
+		t.Errorf("error %q does not name %s", err, addr)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Configure took %v", took)
+	}
+	_ = h.Shutdown(context.Background())
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	noop := func(context.Context, server.HandshakeRequest) (*server.HandshakeResult, error) { return nil, nil }
+	tests := []struct {
+		name string
+		give server.Options
+		want error
+	}{
+		{"no redis", server.Options{Authenticate: tokenAuth}, server.ErrNoRedis},
+		{"no authenticate", server.Options{Redis: rdb}, server.ErrNoAuthenticate},
+		{"encryption without transformer", server.Options{Redis: rdb, Authenticate: tokenAuth,
+			Config: server.Config{RequireEncryption: true}, Handshake: noop}, server.ErrEncryptionSetup},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := server.New(tt.give); err != tt.want {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
