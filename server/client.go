@@ -25,7 +25,9 @@ type ClientInfo struct {
 	Encrypted bool
 	// Backpressured tells whether the client's outbox is over
 	// BackpressureLimit right now.
-	Backpressured   bool
+	Backpressured bool
+	// QueuedBytes is what waits in the client's outbox right now.
+	QueuedBytes     int
 	RemoteAddr      string
 	ConnectedAt     time.Time
 	AuthenticatedAt time.Time
@@ -309,6 +311,7 @@ func (c *client) info() ClientInfo {
 		State:           c.state,
 		Encrypted:       c.encrypted,
 		Backpressured:   c.backpressured,
+		QueuedBytes:     c.queued,
 		RemoteAddr:      c.remoteAddr,
 		ConnectedAt:     c.connectedAt,
 		AuthenticatedAt: c.authenticatedAt,

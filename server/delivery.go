@@ -120,9 +120,8 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		delivered++
 		if slot != nil {
 			jobs = append(jobs, transformJob{c: c, slot: slot})
-		} else {
-			c.signal()
 		}
+		c.signal()
 	}
 	h.stats.out.Add(uint64(delivered))
 	for _, c := range overLimit {
