@@ -316,3 +316,59 @@ func TestConfigureTwiceIsHarmless(t *testing.T) {
 func allowAll(_ context.Context, req server.ValidateRoomRequest) ([]string, error) {
 	return req.Rooms, nil
 }
+
+func TestInvalidUTF8TextClosesWith1007(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	c := ts.connect(t, "utf")
+	_ = c.conn.WriteMessage(websocket.TextMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\xfe\"}"))
+	c.expectClose(websocket.CloseInvalidFramePayloadData, protocol.ReasonInvalidUTF8)
+}
+
+func TestInvalidUTF8BinaryGetsAnError(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	c := ts.connect(t, "utf")
+	_ = c.conn.WriteMessage(websocket.BinaryMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\"}"))
+	c.expectError(protocol.ErrMsgInvalidFormat)
+}
+
+func TestServerSendsPings(t *testing.T) {
+	ts := startServer(t, nil, server.Options{Config: server.Config{IdleTimeout: 200 * time.Millisecond}})
+	c := ts.connect(t, "pinged")
+	pinged := make(chan struct{}, 16)
+	c.conn.SetPingHandler(func(data string) error {
+		pinged <- struct{}{}
+		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() { // control frames are processed while reading
+		for {
+			if _, _, err := c.conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	for range 3 { // several idle periods pass; the pongs keep it open
+		select {
+		case <-pinged:
+		case <-time.After(waitTimeout):
+			t.Fatal("no ping from the server")
+		}
+	}
+	if _, ok := ts.h.Client(c.id); !ok {
+		t.Fatal("answering pings did not keep the connection")
+	}
+}
+
+func TestIdleTimeoutWithoutPings(t *testing.T) {
+	disconnected := newRecorder[server.ClientDisconnectedEvent]()
+	ts := startServer(t, nil, server.Options{
+		Config: server.Config{IdleTimeout: 150 * time.Millisecond, SendPings: server.Bool(false)},
+		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+			disconnected.add(ev)
+			return nil
+		},
+	})
+	c := ts.connect(t, "quiet")
+	if ev := disconnected.wait(t); ev.ClientID != c.id {
+		t.Fatalf("disconnected %+v", ev)
+	}
+}

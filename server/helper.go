@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
@@ -264,12 +265,17 @@ func (h *Helper) readLoop(c *client) {
 		return err
 	})
 	for {
-		_, data, err := conn.ReadMessage()
+		mt, data, err := conn.ReadMessage()
 		if err != nil {
 			h.logDebug("read ended", c.id, err)
 			return
 		}
 		if c.isClosing() {
+			continue
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(data) {
+			// RFC 6455 §8.1: a text frame must be UTF-8.
+			c.close(protocol.CloseInvalidPayload, protocol.ReasonInvalidUTF8, false)
 			continue
 		}
 		now := time.Now()

@@ -179,6 +179,7 @@ const (
 	ReasonAuthFailed         = "Authentication failed"
 	ReasonEncryptionRequired = "Encryption required"
 	ReasonBackpressure       = "Backpressure limit exceeded"
+	ReasonInvalidUTF8        = "Invalid UTF-8"
 )
 
 // Error messages sent to the client in {"event":"error","data":{"message":…}}.

@@ -1,0 +1,131 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/server"
+)
+
+// slowFanout sends count messages of size bytes to the default room, where
+// a client that never reads and one that reads everything both sit.
+func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServer, slow, fast *wsClient, disconnected *recorder[server.ClientDisconnectedEvent]) {
+	t.Helper()
+	disconnected = newRecorder[server.ClientDisconnectedEvent]()
+	ts = startServer(t, nil, server.Options{
+		Config: cfg,
+		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+			disconnected.add(ev)
+			return nil
+		},
+	})
+	slow = ts.connect(t, "slow")
+	fast = ts.connect(t, "fast")
+	payload := strings.Repeat("x", size)
+	received := make(chan error, 1)
+	progress := make(chan int, count)
+	go func() {
+		for i := range count {
+			_ = fast.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			_, b, err := fast.conn.ReadMessage()
+			if err != nil {
+				received <- fmt.Errorf("fast client, message %d: %w", i, err)
+				return
+			}
+			if want := fmt.Sprintf(`{"event":"bulk","data":{"i":%d,`, i); !strings.HasPrefix(string(b), want) {
+				received <- fmt.Errorf("fast client got %.40s…, want %s", b, want)
+				return
+			}
+			progress <- i
+		}
+		received <- nil
+	}()
+	for i := range count {
+		if err := ts.h.SendToRoom(protocol.DefaultRoom, "bulk", map[string]any{"i": i, "p": payload}); err != nil {
+			t.Fatal(err)
+		}
+		if info, ok := ts.h.Client(slow.id); ok && info.QueuedBytes > cfg.BackpressureLimit {
+			t.Fatalf("slow client queue %d bytes, limit %d", info.QueuedBytes, cfg.BackpressureLimit)
+		}
+		// Pace the sender by the fast client, four messages at a time, so
+		// that only the client that never reads goes over the limit.
+		if i%4 == 3 {
+			waitProgress(t, progress, received, i)
+		}
+	}
+	if err := <-received; err != nil {
+		t.Fatal(err)
+	}
+	return ts, slow, fast, disconnected
+}
+
+func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
+	const limit = 64 << 10
+	ts, slow, fast, _ := slowFanout(t, server.Config{BackpressureLimit: limit}, 3000, 8<<10)
+	info, ok := ts.h.Client(slow.id)
+	if !ok {
+		t.Fatal("slow client was disconnected; the default policy drops messages")
+	}
+	st := ts.h.Stats()
+	if st.MessagesDropped == 0 || st.BackpressureEvents == 0 {
+		t.Errorf("nothing dropped for a client that never reads: %+v", st)
+	}
+	if !info.Backpressured {
+		t.Error("slow client not flagged backpressured")
+	}
+	fast.probe()
+	// Once the slow client reads again, its queue drains and the flag clears.
+	go func() {
+		for {
+			_ = slow.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			if _, _, err := slow.conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, "backpressure cleared", func() bool {
+		info, _ := ts.h.Client(slow.id)
+		return !info.Backpressured && info.QueuedBytes == 0
+	})
+}
+
+func TestSlowClientClosedWhenConfigured(t *testing.T) {
+	const limit = 64 << 10
+	ts, slow, fast, disconnected := slowFanout(t, server.Config{
+		BackpressureLimit:        limit,
+		CloseOnBackpressureLimit: true,
+		WriteTimeout:             300 * time.Millisecond,
+	}, 3000, 8<<10)
+	ev := disconnected.wait(t)
+	if ev.ClientID != slow.id {
+		t.Fatalf("disconnected %s, want the slow client", ev.ClientID)
+	}
+	if _, ok := ts.h.Client(fast.id); !ok {
+		t.Fatal("fast client was disconnected")
+	}
+	fast.probe()
+}
+
+func waitProgress(t *testing.T, progress <-chan int, failed chan error, want int) {
+	t.Helper()
+	for {
+		select {
+		case got := <-progress:
+			if got >= want {
+				return
+			}
+		case err := <-failed:
+			failed <- err
+			if err == nil { // it has read everything
+				return
+			}
+			t.Fatalf("fast client stopped: %v", err)
+		case <-time.After(waitTimeout):
+			t.Fatalf("fast client did not get message %d", want)
+		}
+	}
+}
