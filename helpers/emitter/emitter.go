@@ -1,0 +1,200 @@
+// Package emitter sends WebSocket messages from processes that hold no
+// sockets (workers, cron jobs, other services): it publishes the same Redis
+// envelopes a WebSocket server publishes, and every server of the fleet
+// delivers them to its local clients. It is the Go counterpart of Ignis'
+// WebSocketEmitter and speaks its wire format, so Ignis servers on the same
+// Redis deliver these messages too.
+//
+// An Emitter starts no goroutine of its own and is safe for concurrent use.
+// Delivery is fire-and-forget, as with Redis Pub/Sub: a nil error means Redis
+// accepted the message, not that any client received it.
+package emitter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/helpers/redisconn"
+)
+
+// Errors returned by the Emitter; test with errors.Is.
+var (
+	// ErrNoRedis means Options.Redis is nil.
+	ErrNoRedis = errors.New("emitter: Options.Redis is required")
+	// ErrClosed means the Emitter was closed.
+	ErrClosed = errors.New("emitter: closed")
+	// ErrEmptyTarget means the client id, user id or room is empty.
+	ErrEmptyTarget = errors.New("emitter: empty target")
+	// ErrEmptyEvent means the event name is empty.
+	ErrEmptyEvent = errors.New("emitter: empty event")
+)
+
+// Options configures an Emitter.
+type Options struct {
+	// Redis is the connection the envelopes are published on; required. It
+	// must reach the Redis the WebSocket servers subscribe to (single node,
+	// Cluster or Sentinel all work). The Emitter does not close it.
+	Redis redis.UniversalClient
+
+	// Logger receives debug lines for each publish; default: none
+	// (zap.NewNop). The Emitter names it "emitter".
+	Logger *zap.Logger
+}
+
+// Emitter publishes WebSocket messages on Redis.
+type Emitter struct {
+	rdb       redis.UniversalClient
+	ownsRedis bool
+	log       *zap.Logger
+
+	// mu guards closed and the Add side of inflight, so that Close can wait
+	// for the sends it let through before it closes an owned client.
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error // set inside closeOnce
+}
+
+// New returns an Emitter publishing on o.Redis.
+func New(o Options) (*Emitter, error) {
+	if o.Redis == nil {
+		return nil, ErrNoRedis
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Emitter{rdb: o.Redis, log: log.Named("emitter")}, nil
+}
+
+// NewFromURL connects to the Redis that rawURL names (any form that
+// redisconn.FromURL accepts: redis://, rediss://, redis+cluster://,
+// redis+sentinel://) and returns an Emitter that owns the connection: Close
+// closes it. logger may be nil. It does not contact Redis; the first send does.
+func NewFromURL(rawURL string, logger *zap.Logger) (*Emitter, error) {
+	rdb, err := redisconn.FromURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("emitter: %w", err)
+	}
+	e, err := New(Options{Redis: rdb, Logger: logger})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	e.ownsRedis = true
+	return e, nil
+}
+
+// ToClient sends event with data to one connection, by its client id,
+// wherever in the fleet it is connected.
+func (e *Emitter) ToClient(ctx context.Context, clientID, event string, data any) error {
+	if clientID == "" {
+		return fmt.Errorf("%w: client id", ErrEmptyTarget)
+	}
+	return e.publish(ctx, protocol.TypeClient, clientID, event, data, nil)
+}
+
+// ToUser sends event with data to every connection of a user, on every
+// server.
+func (e *Emitter) ToUser(ctx context.Context, userID, event string, data any) error {
+	if userID == "" {
+		return fmt.Errorf("%w: user id", ErrEmptyTarget)
+	}
+	return e.publish(ctx, protocol.TypeUser, userID, event, data, nil)
+}
+
+// ToRoom sends event with data to every authenticated member of room, on
+// every server, except the connections whose client ids are in exclude.
+func (e *Emitter) ToRoom(ctx context.Context, room, event string, data any, exclude ...string) error {
+	if room == "" {
+		return fmt.Errorf("%w: room", ErrEmptyTarget)
+	}
+	return e.publish(ctx, protocol.TypeRoom, room, event, data, exclude)
+}
+
+// Broadcast sends event with data to every authenticated connection of the
+// fleet except the client ids in exclude.
+func (e *Emitter) Broadcast(ctx context.Context, event string, data any, exclude ...string) error {
+	return e.publish(ctx, protocol.TypeBroadcast, "", event, data, exclude)
+}
+
+// publish encodes one envelope and publishes it on its channel.
+func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
+	if event == "" {
+		return ErrEmptyEvent
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("emitter: encode data of %q: %w", event, err)
+	}
+	payload, err := json.Marshal(protocol.Envelope{
+		ServerID: protocol.EmitterServerID,
+		Type:     typ,
+		Target:   target,
+		Event:    event,
+		Data:     raw,
+		Exclude:  exclude,
+	})
+	if err != nil {
+		return fmt.Errorf("emitter: encode envelope of %q: %w", event, err)
+	}
+
+	if !e.enter() {
+		return ErrClosed
+	}
+	defer e.inflight.Done()
+
+	channel := protocol.ChannelFor(typ, target)
+	receivers, err := e.rdb.Publish(ctx, channel, payload).Result()
+	if err != nil {
+		return fmt.Errorf("emitter: publish %q to %s: %w", event, channel, err)
+	}
+	if ce := e.log.Check(zap.DebugLevel, "published"); ce != nil {
+		ce.Write(
+			zap.String("channel", channel),
+			zap.String("event", event),
+			zap.Int64("subscribers", receivers),
+		)
+	}
+	return nil
+}
+
+// enter registers one in-flight send, or reports false once closed.
+func (e *Emitter) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
+}
+
+// Close stops the Emitter: later sends return ErrClosed. It waits for the
+// sends already under way, then closes the Redis client if the Emitter owns
+// it (NewFromURL); a client passed in Options is left open. Close is
+// idempotent and returns the same result every time.
+func (e *Emitter) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+
+		e.inflight.Wait()
+		if e.ownsRedis {
+			if err := e.rdb.Close(); err != nil {
+				e.closeErr = fmt.Errorf("emitter: close redis: %w", err)
+			}
+		}
+	})
+	return e.closeErr
+}

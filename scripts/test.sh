@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian/Ubuntu machine with Go: installs
+# what the tests need (redis-server, which the tests start themselves on free
+# ports; a C compiler, which -race needs), then runs every package's tests
+# with the race detector. .ci/run runs exactly this script.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The race detector needs cgo, hence a C compiler and the C library headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+
+if ((${#missing[@]} > 0)); then
+	sudo=()
+	if [[ "$(id -u)" -ne 0 ]]; then
+		sudo=(sudo)
+	fi
+	echo "scripts/test.sh: installing ${missing[*]}" >&2
+	"${sudo[@]}" apt-get update
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+export CGO_ENABLED=1
+go test -race -count=1 -timeout 15m ./...
