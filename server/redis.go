@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/helpers/redisconn"
 )
 
 // The subscriptions of pattern mode, the one Ignis uses: every instance
@@ -47,7 +48,7 @@ func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 				lastErr = ctx.Err()
 			}
 			return nil, fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
-				redisAddr(h.rdb), h.cfg.RedisTimeout, lastErr)
+				redisconn.Addr(h.rdb), h.cfg.RedisTimeout, lastErr)
 		}
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
@@ -232,17 +233,6 @@ func (h *Helper) isConfigured() bool {
 	h.lifeMu.Lock()
 	defer h.lifeMu.Unlock()
 	return h.configured && !h.shutdown
-}
-
-// redisAddr describes where rdb points, for error messages.
-func redisAddr(rdb redis.UniversalClient) string {
-	switch c := rdb.(type) {
-	case *redis.Client:
-		return c.Options().Addr
-	case *redis.ClusterClient:
-		return "cluster " + strings.Join(c.Options().Addrs, ",")
-	}
-	return fmt.Sprintf("%T", rdb)
 }
 
 // ErrNotReady is returned by Health while the Redis subscription is down.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ignis-go/wscomponent/helpers/emitter"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 	"github.com/ignis-go/wscomponent/server"
@@ -260,4 +261,35 @@ func TestNewValidatesOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEmitterReachesEveryInstance(t *testing.T) {
+	f := newFleet(t)
+	em, err := emitter.New(emitter.Options{Redis: f.rs.Client(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	ctx := context.Background()
+	if err := em.ToRoom(ctx, "shared", "job", map[string]int{"pct": 50}); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("job", `{"pct":50}`)
+	f.b2.expectData("job", `{"pct":50}`)
+	if err := em.ToUser(ctx, "u1", "mine", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.a1.expectData("mine", "1")
+	f.b1.expectData("mine", "1")
+	if err := em.ToClient(ctx, f.b2.id, "only", 2); err != nil {
+		t.Fatal(err)
+	}
+	f.b2.expectData("only", "2")
+	if err := em.Broadcast(ctx, "everyone", 3, f.a1.id); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*wsClient{f.b1, f.a2, f.b2} {
+		c.expectData("everyone", "3")
+	}
+	f.probeAll()
 }
