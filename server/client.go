@@ -84,6 +84,7 @@ type client struct {
 	authTimer       *time.Timer
 	authCancel      context.CancelFunc
 	closing         bool
+	pending         bool // counted in Helper.pending until authenticated or gone
 	queue           []frame
 	queued          int
 	backpressured   bool
@@ -94,6 +95,26 @@ type client struct {
 
 	wake chan struct{}
 	done chan struct{} // closed when reading has ended
+
+	// The rate limiter's bucket; only the reader goroutine touches it.
+	tokens     float64
+	lastRefill time.Time
+}
+
+// allow takes a token from the client's bucket, refilled at rate per second
+// up to burst.
+func (c *client) allow(now time.Time, rate float64, burst int) bool {
+	if c.lastRefill.IsZero() {
+		c.tokens = float64(burst)
+	} else {
+		c.tokens = min(float64(burst), c.tokens+now.Sub(c.lastRefill).Seconds()*rate)
+	}
+	c.lastRefill = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
 }
 
 func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *client {

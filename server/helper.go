@@ -40,6 +40,9 @@ type Helper struct {
 	accepting  atomic.Bool
 	pubsub     *redis.PubSub
 	subscribed atomic.Bool
+	pending    atomic.Int64 // connections not yet authenticated
+
+	redisDownSince atomic.Int64 // unix nanoseconds; 0 while subscribed
 
 	conns group // handler, writer, auth and transform goroutines
 	bg    group // Redis receive loop and sweeper
@@ -177,16 +180,18 @@ func (h *Helper) Shutdown(ctx context.Context) error {
 	h.lifeMu.Unlock()
 
 	h.conns.stop()
-	for _, c := range h.allClients() {
-		c.close(protocol.CloseGoingAway, protocol.ReasonShutdown, false)
-	}
+	h.drain(ctx)
 	err := h.conns.wait(ctx)
 	if err != nil {
-		// Out of time: drop the sockets so readers return at once.
+		// Out of time: drop the sockets so readers return at once, and
+		// give them a moment. A callback that never returns keeps its
+		// goroutine; Shutdown still returns.
 		for _, c := range h.allClients() {
 			_ = c.conn.Close()
 		}
-		_ = h.conns.wait(context.Background())
+		grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		_ = h.conns.wait(grace)
+		cancel()
 	}
 	h.cancel()
 	h.bg.stop()
@@ -208,6 +213,36 @@ func (h *Helper) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// shutdownGrace is how long Shutdown waits for connection goroutines after
+// its context has ended and the sockets were dropped.
+const shutdownGrace = time.Second
+
+// drain closes every client with 1001, in DrainBatches batches spread over
+// DrainWindow when one is set. If ctx ends first the rest go at once.
+func (h *Helper) drain(ctx context.Context) {
+	clients := h.allClients()
+	batches := 1
+	if h.cfg.DrainWindow > 0 && len(clients) > 1 {
+		batches = min(h.cfg.DrainBatches, len(clients))
+	}
+	per := (len(clients) + batches - 1) / batches
+	var pause <-chan time.Time
+	for i := 0; i < len(clients); i += per {
+		if i > 0 && ctx.Err() == nil {
+			t := time.NewTimer(h.cfg.DrainWindow / time.Duration(batches))
+			pause = t.C
+			select {
+			case <-pause:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		for _, c := range clients[i:min(i+per, len(clients))] {
+			c.close(protocol.CloseGoingAway, protocol.ReasonShutdown, false)
+		}
+	}
+}
+
 // ServeHTTP upgrades the request and serves the connection until it ends.
 // Before Configure and after Shutdown it answers 503.
 func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -216,8 +251,17 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.conns.leave()
+	if max := h.cfg.MaxPendingConnections; max > 0 && h.pending.Add(1) > int64(max) {
+		h.pending.Add(-1)
+		h.stats.refusedPending.Add(1)
+		http.Error(w, "too many connections waiting to authenticate", http.StatusServiceUnavailable)
+		return
+	} else if max <= 0 {
+		h.pending.Add(1)
+	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.pending.Add(-1)
 		h.log.Debug("upgrade failed", zap.Error(err))
 		return
 	}
@@ -226,6 +270,7 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
 	c := newClient(h, uuid.NewString(), conn, r)
+	c.pending = true
 	h.mu.Lock()
 	h.clients[c.id] = c
 	h.mu.Unlock()
@@ -282,6 +327,12 @@ func (h *Helper) readLoop(c *client) {
 		_ = conn.SetReadDeadline(now.Add(idle))
 		c.lastActivity.Store(now.UnixNano())
 		h.stats.in.Add(1)
+		if h.cfg.MessageRate > 0 && !c.allow(now, h.cfg.MessageRate, h.cfg.MessageBurst) {
+			h.stats.rateLimited.Add(1)
+			c.sendError(protocol.ErrMsgRateLimited)
+			c.close(protocol.ClosePolicyViolation, protocol.ReasonRateLimited, false)
+			continue
+		}
 		h.handleFrame(c, data)
 	}
 }
@@ -301,6 +352,10 @@ func (h *Helper) finish(c *client) {
 	c.authCancel = nil
 	userID := c.userID
 	c.dropQueueLocked()
+	if c.pending {
+		c.pending = false
+		h.pending.Add(-1)
+	}
 	c.mu.Unlock()
 	if cancelAuth != nil {
 		cancelAuth()

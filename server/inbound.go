@@ -219,7 +219,12 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	// Index first, while the client still receives no application
 	// messages, then flip the state and queue "connected" in one step so
 	// that every later message follows "connected".
-	if !h.indexAuthenticated(c, res.UserID) {
+	switch h.indexAuthenticated(c, res.UserID) {
+	case indexGone:
+		return
+	case indexUserFull:
+		c.sendError(protocol.ErrMsgTooManyConnections)
+		c.close(protocol.ClosePolicyViolation, protocol.ReasonTooManyConnections, false)
 		return
 	}
 	now := time.Now()
@@ -241,6 +246,10 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		c.authTimer = nil
 	}
 	c.authCancel = nil
+	if c.pending {
+		c.pending = false
+		h.pending.Add(-1)
+	}
 	c.queue = append(c.queue, frame{kind: frameBytes, size: len(connected), data: connected})
 	c.queued += len(connected)
 	c.mu.Unlock()
@@ -259,16 +268,28 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	}
 }
 
+type indexResult int
+
+const (
+	indexOK indexResult = iota
+	indexGone
+	indexUserFull
+)
+
 // indexAuthenticated adds c to the user index, its own-id room and the
-// default rooms. It fails when the client has already been removed.
-func (h *Helper) indexAuthenticated(c *client, userID string) bool {
+// default rooms. It fails when the client has already been removed or its
+// user is at MaxConnectionsPerUser.
+func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.removed {
-		return false
+		return indexGone
 	}
 	if userID != "" {
 		set := h.users[userID]
+		if max := h.cfg.MaxConnectionsPerUser; max > 0 && len(set) >= max {
+			return indexUserFull
+		}
 		if set == nil {
 			set = make(map[string]*client)
 			h.users[userID] = set
@@ -282,7 +303,7 @@ func (h *Helper) indexAuthenticated(c *client, userID string) bool {
 		}
 		h.addToRoomLocked(c, room)
 	}
-	return true
+	return indexOK
 }
 
 // ConnectedFrame encodes the "connected" frame. Exported for tests and

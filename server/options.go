@@ -79,6 +79,29 @@ type Config struct {
 	// RedisTimeout bounds how long Configure waits for the Redis
 	// subscriptions to be confirmed. Default 30s.
 	RedisTimeout time.Duration `json:"redisTimeout,omitempty"`
+
+	// MessageRate is how many frames per second one client may send on
+	// average, and MessageBurst how many it may send at once. A client over
+	// the limit gets {"event":"error","data":{"message":"Rate limit
+	// exceeded"}} and is closed with 1008. Defaults 1000/s and 2000; a negative
+	// MessageRate turns the limit off.
+	MessageRate  float64 `json:"messageRate,omitempty"`
+	MessageBurst int     `json:"messageBurst,omitempty"`
+	// MaxPendingConnections caps the connections that have not finished
+	// authenticating; past it upgrades are refused with 503. Default 10000;
+	// negative means no cap.
+	MaxPendingConnections int `json:"maxPendingConnections,omitempty"`
+	// MaxConnectionsPerUser caps the authenticated sessions of one user on
+	// this instance; one more is refused with "Too many connections" and
+	// closed with 1008. Default 0: no cap.
+	MaxConnectionsPerUser int `json:"maxConnectionsPerUser,omitempty"`
+	// DrainWindow spreads the 1001 closes of Shutdown over this long, in
+	// DrainBatches equal batches, so that clients do not all reconnect to
+	// the other instances at the same instant. Default 0: all at once, as
+	// Ignis does. Shutdown's context still bounds the whole drain.
+	DrainWindow time.Duration `json:"drainWindow,omitempty"`
+	// DrainBatches is the number of batches of a DrainWindow. Default 10.
+	DrainBatches int `json:"drainBatches,omitempty"`
 }
 
 // Bool returns a pointer to v, for Config.SendPings.
@@ -163,6 +186,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = protocol.DefaultRedisTimeout
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = protocol.DefaultMessageRate
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = protocol.DefaultMessageBurst
+	}
+	if c.MaxPendingConnections == 0 {
+		c.MaxPendingConnections = protocol.DefaultMaxPendingConnections
+	}
+	if c.DrainBatches <= 0 {
+		c.DrainBatches = protocol.DefaultDrainBatches
 	}
 	return c
 }

@@ -120,9 +120,12 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 			if m.Kind == "subscribe" || m.Kind == "psubscribe" {
 				confirmed++
 				if confirmed >= want && !h.subscribed.Load() {
+					gap := time.Duration(time.Now().UnixNano() - h.redisDownSince.Swap(0))
+					h.stats.redisDowntime.Add(int64(gap))
+					h.stats.redisLastGap.Store(int64(gap))
 					h.subscribed.Store(true)
 					h.stats.redisResubscribes.Add(1)
-					h.log.Info("redis subscriptions restored")
+					h.log.Info("redis subscriptions restored", zap.Duration("gap", gap))
 				}
 			}
 		case *redis.Message:
@@ -135,6 +138,7 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 // subscription was up until now.
 func (h *Helper) markDown(err error) bool {
 	if h.subscribed.CompareAndSwap(true, false) {
+		h.redisDownSince.Store(time.Now().UnixNano())
 		h.stats.redisOutages.Add(1)
 		h.log.Warn("redis subscription lost; retrying", zap.Error(err))
 		return true

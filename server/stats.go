@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
@@ -15,6 +16,8 @@ type counters struct {
 	redisReceived, redisMalformed                 atomic.Uint64
 	redisOutages, redisResubscribes               atomic.Uint64
 	callbackErrors, callbackPanics                atomic.Uint64
+	rateLimited, refusedPending                   atomic.Uint64
+	redisDowntime, redisLastGap                   atomic.Int64
 }
 
 // Stats is a snapshot of the Helper's state and counters. Counters count
@@ -53,6 +56,13 @@ type Stats struct {
 	RedisResubscribes  uint64 // times it came back
 	// RedisSubscribed tells whether the subscription is live right now.
 	RedisSubscribed bool
+	// RedisDowntime adds up the time the subscription was down (finished
+	// outages only); RedisLastGap is the length of the last one.
+	RedisDowntime time.Duration
+	RedisLastGap  time.Duration
+
+	RateLimited     uint64 // clients closed for sending too fast
+	RefusedUpgrades uint64 // upgrades refused over MaxPendingConnections
 
 	CallbackErrors uint64
 	CallbackPanics uint64
@@ -80,6 +90,10 @@ func (h *Helper) Stats() Stats {
 		RedisOutages:       h.stats.redisOutages.Load(),
 		RedisResubscribes:  h.stats.redisResubscribes.Load(),
 		RedisSubscribed:    h.subscribed.Load(),
+		RedisDowntime:      time.Duration(h.stats.redisDowntime.Load()),
+		RedisLastGap:       time.Duration(h.stats.redisLastGap.Load()),
+		RateLimited:        h.stats.rateLimited.Load(),
+		RefusedUpgrades:    h.stats.refusedPending.Load(),
 		CallbackErrors:     h.stats.callbackErrors.Load(),
 		CallbackPanics:     h.stats.callbackPanics.Load(),
 	}

@@ -135,23 +135,27 @@ const (
 
 // Defaults, matching Ignis' WebSocketDefaults where Ignis has one.
 const (
-	DefaultPath                = "/ws"
-	DefaultRoom                = "ws-default"
-	DefaultNotificationRoom    = "ws-notification"
-	DefaultIdentifier          = "WEBSOCKET_SERVER"
-	DefaultMaxPayloadLength    = 128 * 1024
-	DefaultIdleTimeout         = 60 * time.Second
-	DefaultBackpressureLimit   = 1024 * 1024
-	DefaultSendPings           = true
-	DefaultAuthTimeout         = 5 * time.Second
-	DefaultHeartbeatInterval   = 30 * time.Second
-	DefaultHeartbeatTimeout    = 90 * time.Second
-	DefaultEncryptedBatchLimit = 10
-	DefaultWriteTimeout        = 10 * time.Second
-	DefaultMaxRoomNameLength   = 256
-	DefaultMaxRoomsPerRequest  = 100
-	DefaultMaxRoomsPerClient   = 1000
-	DefaultRedisTimeout        = 30 * time.Second
+	DefaultPath                  = "/ws"
+	DefaultRoom                  = "ws-default"
+	DefaultNotificationRoom      = "ws-notification"
+	DefaultIdentifier            = "WEBSOCKET_SERVER"
+	DefaultMaxPayloadLength      = 128 * 1024
+	DefaultIdleTimeout           = 60 * time.Second
+	DefaultBackpressureLimit     = 1024 * 1024
+	DefaultSendPings             = true
+	DefaultAuthTimeout           = 5 * time.Second
+	DefaultHeartbeatInterval     = 30 * time.Second
+	DefaultHeartbeatTimeout      = 90 * time.Second
+	DefaultEncryptedBatchLimit   = 10
+	DefaultWriteTimeout          = 10 * time.Second
+	DefaultMaxRoomNameLength     = 256
+	DefaultMaxRoomsPerRequest    = 100
+	DefaultMaxRoomsPerClient     = 1000
+	DefaultRedisTimeout          = 30 * time.Second
+	DefaultMessageRate           = 1000.0
+	DefaultMessageBurst          = 2000
+	DefaultMaxPendingConnections = 10000
+	DefaultDrainBatches          = 10
 )
 
 // DefaultRooms returns the rooms every authenticated client joins by default.
@@ -180,6 +184,8 @@ const (
 	ReasonEncryptionRequired = "Encryption required"
 	ReasonBackpressure       = "Backpressure limit exceeded"
 	ReasonInvalidUTF8        = "Invalid UTF-8"
+	ReasonRateLimited        = "Rate limit exceeded"
+	ReasonTooManyConnections = "Too many connections"
 )
 
 // Error messages sent to the client in {"event":"error","data":{"message":…}}.
@@ -190,9 +196,9 @@ const (
 	ErrMsgAuthFailed           = "Authentication failed"
 	ErrMsgAuthError            = "Authentication error"
 	ErrMsgHandshakeFailed      = "Encryption handshake failed"
-	ErrMsgInvalidRooms         = "Invalid rooms"
 	ErrMsgTooManyRooms         = "Too many rooms"
-	ErrMsgRoomsNotAllowed      = "Room join not allowed"
+	ErrMsgRateLimited          = "Rate limit exceeded"
+	ErrMsgTooManyConnections   = "Too many connections"
 )
 
 // ErrorData is the payload of an error event.
