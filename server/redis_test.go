@@ -210,9 +210,10 @@ func TestRedisRestartResumesDelivery(t *testing.T) {
 	f.a2.expectData("after", "2")
 	f.b2.expectData("after", "2")
 	st := f.b.h.Stats()
-	if st.RedisOutages == 0 || st.RedisResubscribes == 0 {
+	if st.RedisOutages == 0 || st.RedisResubscribes == 0 || st.RedisLastGap <= 0 || st.RedisDowntime < st.RedisLastGap {
 		t.Errorf("outage not counted: %+v", st)
 	}
+	t.Logf("recovered: subscription gap %v (includes the time Redis was down)", st.RedisLastGap)
 }
 
 func TestConfigureFailsWhenRedisIsUnreachable(t *testing.T) {
@@ -292,4 +293,33 @@ func TestEmitterReachesEveryInstance(t *testing.T) {
 		c.expectData("everyone", "3")
 	}
 	f.probeAll()
+}
+
+func TestCrossInstanceOnRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	a := startServer(t, nil, server.Options{Redis: cl.ClusterClient(t), ValidateRoom: allowAll})
+	b := startServer(t, nil, server.Options{Redis: cl.ClusterClient(t), ValidateRoom: allowAll})
+	ca := a.connect(t, "ua")
+	cb := b.connect(t, "ub")
+	ctx := context.Background()
+	if err := a.h.PublishToRoom(ctx, protocol.DefaultRoom, "room", 1); err != nil {
+		t.Fatal(err)
+	}
+	ca.expectData("room", "1")
+	cb.expectData("room", "1")
+	if err := a.h.PublishToUser(ctx, "ub", "user", 2); err != nil {
+		t.Fatal(err)
+	}
+	cb.expectData("user", "2")
+	if err := b.h.PublishToClient(ctx, ca.id, "client", 3); err != nil {
+		t.Fatal(err)
+	}
+	ca.expectData("client", "3")
+	if err := b.h.PublishBroadcast(ctx, "all", 4); err != nil {
+		t.Fatal(err)
+	}
+	ca.expectData("all", "4")
+	cb.expectData("all", "4")
+	ca.probe()
+	cb.probe()
 }
