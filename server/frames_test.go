@@ -372,3 +372,36 @@ func TestIdleTimeoutWithoutPings(t *testing.T) {
 		t.Fatalf("disconnected %+v", ev)
 	}
 }
+
+func TestConcurrentShutdownWaitsForTheFirst(t *testing.T) {
+	release := make(chan struct{})
+	disconnected := newRecorder[server.ClientDisconnectedEvent]()
+	ts := startServer(t, nil, server.Options{
+		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+			<-release
+			disconnected.add(ev)
+			return nil
+		},
+	})
+	ts.connect(t, "c")
+	first := make(chan error, 1)
+	go func() { first <- ts.h.Shutdown(context.Background()) }()
+	eventually(t, "shutdown started", func() bool { return ts.h.Health(context.Background()) != nil })
+	second := make(chan error, 1)
+	go func() { second <- ts.h.Shutdown(context.Background()) }()
+	select {
+	case err := <-second:
+		t.Fatalf("second Shutdown returned %v before the first finished", err)
+	case <-time.After(50 * time.Millisecond): // asserting it is still waiting
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if disconnected.count() != 1 {
+		t.Errorf("%d disconnect callbacks", disconnected.count())
+	}
+}

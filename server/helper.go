@@ -37,6 +37,8 @@ type Helper struct {
 	lifeMu     sync.Mutex
 	configured bool
 	shutdown   bool
+	stopped    chan struct{} // closed when the first Shutdown has finished
+	stopErr    error
 	accepting  atomic.Bool
 	pubsub     *redis.PubSub
 	subscribed atomic.Bool
@@ -82,6 +84,7 @@ func New(opts Options) (*Helper, error) {
 		rdb:      opts.Redis,
 		ctx:      ctx,
 		cancel:   cancel,
+		stopped:  make(chan struct{}),
 		clients:  make(map[string]*client),
 		users:    make(map[string]map[string]*client),
 		rooms:    make(map[string]map[string]*client),
@@ -164,20 +167,34 @@ func (h *Helper) Configure(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown closes every client with 1001 "Server shutting down", waits for
-// their disconnect callbacks, closes the Redis subscription and waits for
-// every goroutine of the Helper. If ctx ends first, the remaining sockets are
-// dropped without a close frame and ctx's error is returned once everything
-// has stopped. Calling it again, or before Configure, is safe.
+// Shutdown refuses new connections at once, closes every client with 1001
+// "Server shutting down" (spread over DrainWindow if set) after what is
+// already queued for it, waits for the disconnect callbacks, closes the
+// Redis subscription and waits for every goroutine of the Helper. If ctx
+// ends first, the remaining sockets are dropped without a close frame and
+// ctx's error is returned. Calling it again (also concurrently) waits for
+// the first call and returns its result; calling it before Configure is
+// safe.
 func (h *Helper) Shutdown(ctx context.Context) error {
 	h.lifeMu.Lock()
 	if h.shutdown {
 		h.lifeMu.Unlock()
-		return nil
+		select {
+		case <-h.stopped:
+			return h.stopErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	h.shutdown = true
 	h.accepting.Store(false)
 	h.lifeMu.Unlock()
+	h.stopErr = h.shutdownNow(ctx)
+	close(h.stopped)
+	return h.stopErr
+}
+
+func (h *Helper) shutdownNow(ctx context.Context) error {
 
 	h.conns.stop()
 	h.drain(ctx)

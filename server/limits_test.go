@@ -169,6 +169,7 @@ func TestShutdownHonoursItsContext(t *testing.T) {
 		},
 	})
 	ts.connect(t, "stuck")
+	ts.shutdownErrOK = true
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	errc := make(chan error, 1)

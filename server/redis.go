@@ -30,6 +30,7 @@ const receiveTimeout = 15 * time.Second
 // subscribe opens the subscription and waits for Redis to confirm every
 // channel and pattern, retrying until RedisTimeout.
 func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
 	defer cancel()
 	ps := h.rdb.Subscribe(ctx)
@@ -48,7 +49,7 @@ func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 				lastErr = ctx.Err()
 			}
 			return nil, fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
-				redisconn.Addr(h.rdb), h.cfg.RedisTimeout, lastErr)
+				redisconn.Addr(h.rdb), time.Since(start).Round(time.Millisecond), lastErr)
 		}
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
