@@ -1,0 +1,418 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/server"
+)
+
+// The benchmarks run real sockets on loopback against a Helper behind an
+// httptest server, with a real redis-server. Clients are rawClients: a
+// minimal WebSocket client that reads frames into a reused buffer, so that
+// allocations counted per delivery are the server's (plus the benchmark's
+// constant per-iteration overhead, spread over every recipient), not a
+// client library's. Clients and server share the process and its cores:
+// ns/delivery is wall time for the whole round, client reads included. The
+// server's own CPU per delivery is measured from outside by cmd/wsload.
+//
+//	go test -run '^$' -bench . -benchtime 200x ./server/
+//	go test -run '^$' -bench IdleConnMemory -benchtime 1x ./server/
+
+// benchPayload is ~100 bytes of data, the size the reference numbers use.
+var benchPayload = json.RawMessage(`{"seq":12345,"t":1700000000000000000,"pad":"` +
+	strings.Repeat("x", 100-len(`{"seq":12345,"t":1700000000000000000,"pad":""}`)) + `"}`)
+
+// benchConfig turns protocol pings off so that a rawClient (which does not
+// answer pings) only ever reads what the benchmark sent.
+func benchConfig() server.Config {
+	return server.Config{SendPings: server.Bool(false)}
+}
+
+// benchWait bounds every wait for deliveries in a benchmark iteration.
+const benchWait = 30 * time.Second
+
+func BenchmarkFanout1k(b *testing.B)  { benchFanout(b, 1000) }
+func BenchmarkFanout10k(b *testing.B) { benchFanout(b, 10000) }
+
+// benchFanout broadcasts one ~100-byte message per iteration to n
+// authenticated clients and waits until every client has read it.
+func benchFanout(b *testing.B, n int) {
+	raiseFileLimit(b, 2*n+1024)
+	ts := startServer(b, nil, server.Options{Config: benchConfig()})
+	clients := dialRawClients(b, ts, n)
+
+	var got, target atomic.Int64
+	done := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	b.Cleanup(wg.Wait) // after the clients are closed (cleanups run last-in first-out)
+	for _, c := range clients {
+		wg.Go(func() {
+			for {
+				op, _, err := c.readMessage()
+				if err != nil {
+					return // closed by the cleanup
+				}
+				if op == opText && got.Add(1) == target.Load() {
+					done <- struct{}{}
+				}
+			}
+		})
+	}
+	b.Cleanup(func() { closeRawClients(clients) })
+
+	timer := time.NewTimer(benchWait)
+	defer timer.Stop()
+	var iters int64
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	for b.Loop() {
+		iters++
+		target.Store(iters * int64(n))
+		if err := ts.h.Broadcast("bench", benchPayload); err != nil {
+			b.Fatal(err)
+		}
+		timer.Reset(benchWait)
+		select {
+		case <-done:
+		case <-timer.C:
+			b.Fatalf("iteration %d: %d of %d deliveries after %s", iters, got.Load()-(iters-1)*int64(n), n, benchWait)
+		}
+	}
+	runtime.ReadMemStats(&ms1)
+	deliveries := float64(iters) * float64(n)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/deliveries, "B/delivery")
+	if s := ts.h.Stats(); s.MessagesDropped > 0 {
+		b.Fatalf("%d messages dropped", s.MessagesDropped)
+	}
+}
+
+// BenchmarkSendThroughRedis sends from instance A to a client on instance B
+// of one Redis, one message at a time: A publishes a room message for the
+// client's id, B's receive loop delivers it.
+func BenchmarkSendThroughRedis(b *testing.B) {
+	rs := redistest.Start(b)
+	a := startServer(b, rs, server.Options{Config: benchConfig()})
+	bs := startServer(b, rs, server.Options{Config: benchConfig()})
+	c := dialRawClients(b, bs, 1)[0]
+	b.Cleanup(func() { closeRawClients([]*rawClient{c}) })
+	ctx := context.Background()
+
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.h.Send(ctx, c.id, "bench", benchPayload); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.expectText(benchWait); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEcho is one client's request → MessageHandler → SendToClient →
+// reply round trip.
+func BenchmarkEcho(b *testing.B) {
+	var helper atomic.Pointer[server.Helper]
+	opts := server.Options{
+		Config: benchConfig(),
+		Message: func(_ context.Context, ev server.MessageEvent) error {
+			return helper.Load().SendToClient(ev.ClientID, "echo", ev.Message.Data)
+		},
+	}
+	ts := startServer(b, nil, opts)
+	helper.Store(ts.h)
+	c := dialRawClients(b, ts, 1)[0]
+	b.Cleanup(func() { closeRawClients([]*rawClient{c}) })
+	request := []byte(`{"event":"echo","data":` + string(benchPayload) + `}`)
+
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.writeText(request); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.expectText(benchWait); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// idleConns is how many connections BenchmarkIdleConnMemory holds.
+const idleConns = 2000
+
+// BenchmarkIdleConnMemory connects idleConns authenticated clients per
+// iteration and reports what the process holds for each once they are idle:
+// heap in use (which includes the benchmark's own client-side net.Conn,
+// a few hundred bytes) plus goroutine stacks (all the server's: idle
+// rawClients have no goroutine). Run it with -benchtime 1x; every iteration
+// connects and closes idleConns clients.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	raiseFileLimit(b, 2*idleConns+1024)
+	ts := startServer(b, nil, server.Options{Config: benchConfig()})
+	var heap, stack, goroutines, connectNs float64
+	var iters int
+	for b.Loop() {
+		iters++
+		var ms0, ms1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
+		g0 := runtime.NumGoroutine()
+		t0 := time.Now()
+		clients := dialRawClients(b, ts, idleConns)
+		connectNs += float64(time.Since(t0).Nanoseconds()) / idleConns
+		runtime.GC()
+		runtime.ReadMemStats(&ms1)
+		heap += (float64(ms1.HeapInuse) - float64(ms0.HeapInuse)) / idleConns
+		stack += (float64(ms1.StackInuse) - float64(ms0.StackInuse)) / idleConns
+		goroutines += float64(runtime.NumGoroutine()-g0) / idleConns
+		closeRawClients(clients)
+		eventually(b, "server to drop the idle clients", func() bool { return ts.h.Stats().Connections == 0 })
+	}
+	k := float64(iters)
+	b.ReportMetric((heap+stack)/k, "bytes/conn")
+	b.ReportMetric(heap/k, "heap-bytes/conn")
+	b.ReportMetric(stack/k, "stack-bytes/conn")
+	b.ReportMetric(goroutines/k, "goroutines/conn")
+	b.ReportMetric(connectNs/k, "connect-ns/conn")
+}
+
+// raiseFileLimit makes sure the process may open need descriptors (each
+// loopback connection costs two: client and server side), raising the soft
+// and, when allowed, the hard limit; it skips the benchmark otherwise.
+func raiseFileLimit(b *testing.B, need int) {
+	b.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Skipf("getrlimit: %v", err)
+	}
+	if lim.Cur >= uint64(need) {
+		return
+	}
+	want := lim
+	want.Cur = uint64(need)
+	if want.Max < want.Cur {
+		want.Max = want.Cur
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		b.Skipf("need %d file descriptors, have %d (hard %d) and cannot raise: %v", need, lim.Cur, lim.Max, err)
+	}
+}
+
+// rawClient is a minimal WebSocket client: handshake, masked text frames
+// out, frames in through a reused buffer. It does not answer pings (the
+// benchmarks turn them off) and is used by one goroutine at a time.
+type rawClient struct {
+	conn net.Conn
+	br   *bufio.Reader
+	buf  []byte // payload of the last message
+	wbuf []byte
+	id   string
+}
+
+// WebSocket opcodes the rawClient deals with.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opClose        = 0x8
+)
+
+// dialRawClients connects and authenticates n clients (32 at a time) as
+// users "0".."n-1". The caller closes them.
+func dialRawClients(b *testing.B, ts *testServer, n int) []*rawClient {
+	b.Helper()
+	u, err := url.Parse(ts.srv.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	clients := make([]*rawClient, n)
+	errs := make(chan error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(32, n) {
+		wg.Go(func() {
+			for i := range next {
+				c, err := dialRaw(u.Host, fmt.Sprintf(`{"token":"user:%d"}`, i))
+				if err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+					continue
+				}
+				clients[i] = c
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		closeRawClients(clients)
+		b.Fatal(err)
+	}
+	return clients
+}
+
+func closeRawClients(clients []*rawClient) {
+	for _, c := range clients {
+		if c != nil {
+			_ = c.conn.Close()
+		}
+	}
+}
+
+// dialRaw opens a connection, upgrades it, authenticates with authData and
+// waits for "connected".
+func dialRaw(addr, authData string) (*rawClient, error) {
+	conn, err := net.DialTimeout("tcp", addr, benchWait)
+	if err != nil {
+		return nil, err
+	}
+	c := &rawClient{conn: conn, br: bufio.NewReaderSize(conn, 4096)}
+	fail := func(err error) (*rawClient, error) {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(benchWait))
+	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		return fail(err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return fail(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fail(fmt.Errorf("upgrade answered %s", resp.Status))
+	}
+	if err := c.writeText([]byte(`{"event":"authenticate","data":` + authData + `}`)); err != nil {
+		return fail(err)
+	}
+	op, msg, err := c.readMessage()
+	if err != nil {
+		return fail(err)
+	}
+	var f struct {
+		Event string                 `json:"event"`
+		Data  protocol.ConnectedData `json:"data"`
+	}
+	if op != opText || json.Unmarshal(msg, &f) != nil || f.Event != protocol.EventConnected {
+		return fail(fmt.Errorf("want connected, got opcode %d %q", op, msg))
+	}
+	c.id = f.Data.ID
+	_ = conn.SetDeadline(time.Time{})
+	if c.br.Buffered() == 0 {
+		// Idle clients keep no read buffer; a reader gets a new one.
+		c.br = nil
+	}
+	return c, nil
+}
+
+// writeText sends p as one masked text frame. The mask key is zero, which
+// leaves the payload as it is; the server unmasks all the same.
+func (c *rawClient) writeText(p []byte) error {
+	h := c.wbuf[:0]
+	h = append(h, 0x80|opText)
+	switch {
+	case len(p) < 126:
+		h = append(h, 0x80|byte(len(p)))
+	case len(p) <= 0xffff:
+		h = append(h, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	default:
+		h = append(h, 0x80|127)
+		h = binary.BigEndian.AppendUint64(h, uint64(len(p)))
+	}
+	h = append(h, 0, 0, 0, 0)
+	h = append(h, p...)
+	c.wbuf = h
+	_, err := c.conn.Write(h)
+	return err
+}
+
+// readMessage reads one message (joining fragments) into c.buf and returns
+// its opcode. Control frames other than close are skipped.
+func (c *rawClient) readMessage() (byte, []byte, error) {
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(c.conn, 4096)
+	}
+	c.buf = c.buf[:0]
+	var op byte
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return 0, nil, err
+		}
+		fin, fop := hdr[0]&0x80 != 0, hdr[0]&0x0f
+		n := uint64(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			var ext [2]byte
+			if _, err := io.ReadFull(c.br, ext[:]); err != nil {
+				return 0, nil, err
+			}
+			n = uint64(binary.BigEndian.Uint16(ext[:]))
+		case 127:
+			var ext [8]byte
+			if _, err := io.ReadFull(c.br, ext[:]); err != nil {
+				return 0, nil, err
+			}
+			n = binary.BigEndian.Uint64(ext[:])
+		}
+		if hdr[1]&0x80 != 0 || n > 1<<24 {
+			return 0, nil, errors.New("rawClient: masked or oversized frame from server")
+		}
+		start := len(c.buf)
+		c.buf = append(c.buf, make([]byte, n)...)
+		if _, err := io.ReadFull(c.br, c.buf[start:]); err != nil {
+			return 0, nil, err
+		}
+		if fop >= opClose {
+			c.buf = c.buf[:start]
+			if fop == opClose {
+				return opClose, nil, io.EOF
+			}
+			continue
+		}
+		if fop != opContinuation {
+			op = fop
+		}
+		if fin {
+			return op, c.buf, nil
+		}
+	}
+}
+
+// expectText reads one text message within d.
+func (c *rawClient) expectText(d time.Duration) error {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	op, msg, err := c.readMessage()
+	if err != nil {
+		return err
+	}
+	if op != opText || !bytes.HasPrefix(msg, []byte(`{"event":`)) {
+		return fmt.Errorf("unexpected message opcode %d %q", op, msg)
+	}
+	return nil
+}
