@@ -228,7 +228,7 @@ func startChromium(t *testing.T, url string) *chromium {
 		// Small container /dev/shm mounts crash the renderer otherwise.
 		"--disable-dev-shm-usage",
 		// Nothing but the test server: any host name fails to resolve.
-		"--host-resolver-rules=MAP * ~NOTFOUND",
+		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 		"--user-data-dir="+profile,
 		url,
 	)
