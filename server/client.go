@@ -92,6 +92,7 @@ type client struct {
 	// rooms and removed are guarded by h.mu, the index lock.
 	rooms   map[string]struct{}
 	removed bool
+	indexed bool // in the user index and wanting ws:client:{id}
 
 	wake chan struct{}
 	done chan struct{} // closed when reading has ended

@@ -46,13 +46,13 @@ func tokenAuth(_ context.Context, req server.AuthenticateRequest) (*server.AuthR
 }
 
 type testServer struct {
-	t     testing.TB
+	t testing.TB
 	// shutdownErrOK is set by tests whose own Shutdown is expected to fail;
 	// the cleanup's Shutdown then returns the same error.
 	shutdownErrOK bool
-	h     *server.Helper
-	srv   *httptest.Server
-	redis *redistest.Server
+	h             *server.Helper
+	srv           *httptest.Server
+	redis         *redistest.Server
 }
 
 // startServer runs a configured Helper behind an httptest server. Missing

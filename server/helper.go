@@ -45,6 +45,7 @@ type Helper struct {
 	pending    atomic.Int64 // connections not yet authenticated
 
 	redisDownSince atomic.Int64 // unix nanoseconds; 0 while subscribed
+	interest       *interest    // nil in pattern mode
 
 	conns group // handler, writer, auth and transform goroutines
 	bg    group // Redis receive loop and sweeper
@@ -71,6 +72,9 @@ func New(opts Options) (*Helper, error) {
 		return nil, ErrEncryptionSetup
 	}
 	cfg := opts.Config.withDefaults()
+	if cfg.RedisRouting != RoutingInterest && cfg.RedisRouting != RoutingPattern {
+		return nil, fmt.Errorf("server: RedisRouting %q: want %q or %q", cfg.RedisRouting, RoutingInterest, RoutingPattern)
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = zap.NewNop()
@@ -88,6 +92,9 @@ func New(opts Options) (*Helper, error) {
 		clients:  make(map[string]*client),
 		users:    make(map[string]map[string]*client),
 		rooms:    make(map[string]map[string]*client),
+	}
+	if cfg.RedisRouting == RoutingInterest {
+		h.interest = newInterest()
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
@@ -160,6 +167,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 	h.pubsub = ps
 	h.configured = true
 	h.bg.goAlways(func() { h.receiveLoop(ps) })
+	if h.interest != nil {
+		h.bg.goAlways(func() { h.interestLoop(ps) })
+	}
 	h.bg.goAlways(h.sweepLoop)
 	h.accepting.Store(true)
 	h.log.Info("websocket server configured",
@@ -389,8 +399,12 @@ func (h *Helper) finish(c *client) {
 			delete(set, c.id)
 			if len(set) == 0 {
 				delete(h.users, userID)
+				h.interest.set(protocol.ChannelUser(userID), false)
 			}
 		}
+	}
+	if c.indexed {
+		h.interest.set(protocol.ChannelClient(c.id), false)
 	}
 	for room := range c.rooms {
 		h.removeFromRoomLocked(c, room)

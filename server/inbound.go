@@ -227,6 +227,10 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		c.close(protocol.ClosePolicyViolation, protocol.ReasonTooManyConnections, false)
 		return
 	}
+	h.awaitRoutes(ctx, c, res.UserID)
+	if gone(ctx, c) {
+		return
+	}
 	now := time.Now()
 	connected := ConnectedFrame(c.id, res.UserID, now, hs)
 	c.mu.Lock()
@@ -293,9 +297,12 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		if set == nil {
 			set = make(map[string]*client)
 			h.users[userID] = set
+			h.interest.set(protocol.ChannelUser(userID), true)
 		}
 		set[c.id] = c
 	}
+	c.indexed = true
+	h.interest.set(protocol.ChannelClient(c.id), true)
 	h.addToRoomLocked(c, c.id)
 	for _, room := range h.cfg.DefaultRooms {
 		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
@@ -304,6 +311,30 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		h.addToRoomLocked(c, room)
 	}
 	return indexOK
+}
+
+// routeWait bounds how long authentication waits for Redis to confirm the
+// new client's channels in interest mode.
+const routeWait = 2 * time.Second
+
+// awaitRoutes waits (briefly, and only while Redis is up) until the channels
+// that reach c from other instances are subscribed, so that a client that
+// has seen "connected" misses nothing sent to it, its user or its rooms.
+func (h *Helper) awaitRoutes(ctx context.Context, c *client, userID string) {
+	if h.interest == nil || !h.subscribed.Load() {
+		return
+	}
+	chans := make([]string, 0, 3+len(h.cfg.DefaultRooms))
+	chans = append(chans, protocol.ChannelClient(c.id), protocol.ChannelRoom(c.id))
+	if userID != "" {
+		chans = append(chans, protocol.ChannelUser(userID))
+	}
+	for _, r := range h.cfg.DefaultRooms {
+		chans = append(chans, protocol.ChannelRoom(r))
+	}
+	ctx, cancel := context.WithTimeout(ctx, routeWait)
+	defer cancel()
+	h.interest.await(ctx, chans)
 }
 
 // ConnectedFrame encodes the "connected" frame. Exported for tests and

@@ -80,6 +80,16 @@ type Config struct {
 	// subscriptions to be confirmed. Default 30s.
 	RedisTimeout time.Duration `json:"redisTimeout,omitempty"`
 
+	// RedisRouting is "interest" (default): subscribe only to the channels
+	// of local rooms, users and clients plus ws:broadcast; or "pattern":
+	// PSUBSCRIBE ws:room:*, ws:client:*, ws:user:* like Ignis, so every
+	// instance receives every message. Both read and write the same
+	// channels and envelope, so they mix with each other and with Ignis.
+	// Interest mode has one trade-off: a message published in the moment
+	// between a local join and Redis confirming the new channel is missed
+	// by this instance.
+	RedisRouting string `json:"redisRouting,omitempty"`
+
 	// MessageRate is how many frames per second one client may send on
 	// average, and MessageBurst how many it may send at once. A client over
 	// the limit gets {"event":"error","data":{"message":"Rate limit
@@ -186,6 +196,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = protocol.DefaultRedisTimeout
+	}
+	if c.RedisRouting == "" {
+		c.RedisRouting = RoutingInterest
 	}
 	if c.MessageRate == 0 {
 		c.MessageRate = protocol.DefaultMessageRate

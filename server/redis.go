@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,33 +17,47 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/redisconn"
 )
 
-// The subscriptions of pattern mode, the one Ignis uses: every instance
-// hears every message and keeps what concerns its clients.
-var (
-	subChannels = []string{protocol.ChannelBroadcast}
-	subPatterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPattern, protocol.ChannelUserPattern}
+// Routing modes. In pattern mode (the one Ignis uses) every instance hears
+// every message and keeps what concerns its clients. In interest mode an
+// instance subscribes only to the channels of its own rooms, users and
+// clients, plus ws:broadcast: same channels, same envelope, less traffic.
+const (
+	RoutingInterest = "interest"
+	RoutingPattern  = "pattern"
 )
+
+var subPatterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPattern, protocol.ChannelUserPattern}
+
+// baseSubscriptions are the channels and patterns whose confirmation means
+// the subscription is live.
+func (h *Helper) baseSubscriptions() (channels, patterns []string) {
+	if h.cfg.RedisRouting == RoutingPattern {
+		return []string{protocol.ChannelBroadcast}, subPatterns
+	}
+	return []string{protocol.ChannelBroadcast}, nil
+}
 
 // receiveTimeout is how long the receive loop waits for a message before it
 // pings Redis to find out whether the connection is still alive.
 const receiveTimeout = 15 * time.Second
 
-// subscribe opens the subscription and waits for Redis to confirm every
-// channel and pattern, retrying until RedisTimeout.
+// subscribe opens the subscription and waits for Redis to confirm the base
+// channels and patterns, retrying until RedisTimeout.
 func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
 	defer cancel()
+	channels, patterns := h.baseSubscriptions()
 	ps := h.rdb.Subscribe(ctx)
 	// The channels are recorded even when the command fails, and go-redis
 	// subscribes again on every reconnect.
-	errSub := ps.Subscribe(ctx, subChannels...)
-	errPSub := ps.PSubscribe(ctx, subPatterns...)
-	lastErr := errors.Join(errSub, errPSub)
-	want := len(subChannels) + len(subPatterns)
-	confirmed := map[string]bool{}
+	lastErr := ps.Subscribe(ctx, channels...)
+	if len(patterns) > 0 {
+		lastErr = errors.Join(lastErr, ps.PSubscribe(ctx, patterns...))
+	}
+	pending := toSet(append(append([]string(nil), channels...), patterns...))
 	backoff := 50 * time.Millisecond
-	for len(confirmed) < want {
+	for len(pending) > 0 {
 		if ctx.Err() != nil {
 			_ = ps.Close()
 			if lastErr == nil {
@@ -69,7 +84,7 @@ func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" || m.Kind == "psubscribe" {
-				confirmed[m.Channel] = true
+				delete(pending, m.Channel)
 			}
 		case *redis.Message:
 			h.handleEnvelope(m.Payload)
@@ -83,9 +98,18 @@ func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 // and resubscribes inside Receive; the loop counts the outages and waits
 // between attempts so a dead Redis costs no busy loop.
 func (h *Helper) receiveLoop(ps *redis.PubSub) {
-	want := len(subChannels) + len(subPatterns)
-	confirmed := want
+	channels, patterns := h.baseSubscriptions()
+	base := append(append([]string(nil), channels...), patterns...)
+	var pending map[string]struct{}
 	backoff := 50 * time.Millisecond
+	down := func(err error) {
+		if h.markDown(err) || pending == nil {
+			pending = toSet(base)
+		}
+		if h.interest != nil {
+			h.interest.unconfirm()
+		}
+	}
 	for {
 		msg, err := ps.ReceiveTimeout(h.ctx, receiveTimeout)
 		if h.ctx.Err() != nil {
@@ -95,16 +119,14 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 			if isTimeout(err) {
 				// Quiet line: make sure it is still alive.
 				if perr := ps.Ping(h.ctx); perr != nil {
-					h.markDown(perr)
+					down(perr)
 				}
 				continue
 			}
 			if errors.Is(err, redis.ErrClosed) {
 				return
 			}
-			if h.markDown(err) {
-				confirmed = 0
-			}
+			down(err)
 			t := time.NewTimer(backoff)
 			select {
 			case <-h.ctx.Done():
@@ -118,19 +140,169 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 		backoff = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "psubscribe" {
-				confirmed++
-				if confirmed >= want && !h.subscribed.Load() {
-					gap := time.Duration(time.Now().UnixNano() - h.redisDownSince.Swap(0))
-					h.stats.redisDowntime.Add(int64(gap))
-					h.stats.redisLastGap.Store(int64(gap))
-					h.subscribed.Store(true)
-					h.stats.redisResubscribes.Add(1)
-					h.log.Info("redis subscriptions restored", zap.Duration("gap", gap))
+			if h.interest != nil && m.Kind == "subscribe" {
+				h.interest.confirm(m.Channel)
+			}
+			if pending != nil && (m.Kind == "subscribe" || m.Kind == "psubscribe") {
+				delete(pending, m.Channel)
+				if len(pending) == 0 {
+					pending = nil
+					h.markUp()
 				}
 			}
 		case *redis.Message:
 			h.handleEnvelope(m.Payload)
+		}
+	}
+}
+
+// markUp records the end of an outage.
+func (h *Helper) markUp() {
+	if h.subscribed.Load() {
+		return
+	}
+	gap := time.Duration(time.Now().UnixNano() - h.redisDownSince.Swap(0))
+	h.stats.redisDowntime.Add(int64(gap))
+	h.stats.redisLastGap.Store(int64(gap))
+	h.subscribed.Store(true)
+	h.stats.redisResubscribes.Add(1)
+	h.log.Info("redis subscriptions restored", zap.Duration("gap", gap))
+}
+
+// interest is the set of channels interest mode wants subscribed. Index
+// changes record what they need under the index lock (cheap map work); the
+// subscriber goroutine turns the changes into batched SUBSCRIBE and
+// UNSUBSCRIBE commands, away from every caller.
+type interest struct {
+	mu      sync.Mutex
+	desired map[string]bool
+	dirty   map[string]struct{}
+	wake    chan struct{}
+	// confirmed holds the channels Redis has confirmed on the current
+	// connection; waiters are woken when theirs is confirmed.
+	confirmed map[string]bool
+	waiters   map[string][]chan struct{}
+}
+
+func newInterest() *interest {
+	return &interest{
+		desired:   map[string]bool{},
+		dirty:     map[string]struct{}{},
+		wake:      make(chan struct{}, 1),
+		confirmed: map[string]bool{},
+		waiters:   map[string][]chan struct{}{},
+	}
+}
+
+// set marks channel as needed (on) or no longer needed (off). nil-safe:
+// pattern mode has no interest set.
+func (in *interest) set(channel string, on bool) {
+	if in == nil {
+		return
+	}
+	in.mu.Lock()
+	if on {
+		in.desired[channel] = true
+	} else {
+		delete(in.desired, channel)
+	}
+	in.dirty[channel] = struct{}{}
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// confirm records Redis' confirmation of a channel and wakes its waiters.
+func (in *interest) confirm(channel string) {
+	in.mu.Lock()
+	in.confirmed[channel] = true
+	ws := in.waiters[channel]
+	delete(in.waiters, channel)
+	in.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+// unconfirm forgets every confirmation: the connection was lost, and go-redis
+// will subscribe again (and Redis confirm again) on the next one.
+func (in *interest) unconfirm() {
+	in.mu.Lock()
+	clear(in.confirmed)
+	in.mu.Unlock()
+}
+
+// await waits until Redis has confirmed every channel in channels, or ctx
+// ends. Callers use it so that a client is told "connected" only when
+// messages for it from other instances can reach it.
+func (in *interest) await(ctx context.Context, channels []string) {
+	if in == nil {
+		return
+	}
+	var wait []chan struct{}
+	in.mu.Lock()
+	for _, ch := range channels {
+		if !in.confirmed[ch] && in.desired[ch] {
+			w := make(chan struct{})
+			in.waiters[ch] = append(in.waiters[ch], w)
+			wait = append(wait, w)
+		}
+	}
+	in.mu.Unlock()
+	for _, w := range wait {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// subscribeBatch bounds the channels of one SUBSCRIBE or UNSUBSCRIBE.
+const subscribeBatch = 512
+
+// interestLoop keeps the subscription equal to the desired set.
+func (h *Helper) interestLoop(ps *redis.PubSub) {
+	in := h.interest
+	subscribed := map[string]bool{}
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-in.wake:
+		}
+		in.mu.Lock()
+		var add, remove []string
+		for ch := range in.dirty {
+			switch want := in.desired[ch]; {
+			case want && !subscribed[ch]:
+				add = append(add, ch)
+				subscribed[ch] = true
+			case !want && subscribed[ch]:
+				remove = append(remove, ch)
+				delete(subscribed, ch)
+				delete(in.confirmed, ch)
+			}
+		}
+		clear(in.dirty)
+		in.mu.Unlock()
+		// go-redis records the set even when a command fails and restores
+		// it on reconnect, so an error here only needs logging.
+		for len(add) > 0 {
+			n := min(len(add), subscribeBatch)
+			if err := ps.Subscribe(h.ctx, add[:n]...); err != nil && h.ctx.Err() == nil {
+				h.log.Debug("redis subscribe deferred to reconnect", zap.Error(err))
+			}
+			add = add[n:]
+		}
+		for len(remove) > 0 {
+			n := min(len(remove), subscribeBatch)
+			if err := ps.Unsubscribe(h.ctx, remove[:n]...); err != nil && h.ctx.Err() == nil {
+				h.log.Debug("redis unsubscribe deferred to reconnect", zap.Error(err))
+			}
+			remove = remove[n:]
 		}
 	}
 }

@@ -24,11 +24,16 @@ type fleet struct {
 }
 
 func newFleet(t *testing.T) *fleet {
+	return newFleetRouting(t, server.RoutingInterest, server.RoutingInterest)
+}
+
+// newFleetRouting builds a fleet whose instances use the given routing modes.
+func newFleetRouting(t *testing.T, routingA, routingB string) *fleet {
 	t.Helper()
 	rs := redistest.Start(t)
 	f := &fleet{rs: rs}
-	f.a = startServer(t, rs, server.Options{ValidateRoom: allowAll})
-	f.b = startServer(t, rs, server.Options{ValidateRoom: allowAll})
+	f.a = startServer(t, rs, server.Options{ValidateRoom: allowAll, Config: server.Config{RedisRouting: routingA}})
+	f.b = startServer(t, rs, server.Options{ValidateRoom: allowAll, Config: server.Config{RedisRouting: routingB}})
 	f.a1 = f.a.connect(t, "u1")
 	f.b1 = f.b.connect(t, "u1")
 	f.a2 = f.a.connect(t, "u2a")
@@ -50,7 +55,18 @@ func (f *fleet) probeAll() {
 }
 
 func TestCrossInstanceDeliveryExactlyOnce(t *testing.T) {
-	f := newFleet(t)
+	for _, modes := range [][2]string{
+		{server.RoutingInterest, server.RoutingInterest},
+		{server.RoutingPattern, server.RoutingPattern},
+		{server.RoutingPattern, server.RoutingInterest}, // a mixed fleet, as with Ignis nodes
+	} {
+		t.Run(modes[0]+"-"+modes[1], func(t *testing.T) {
+			testCrossInstance(t, newFleetRouting(t, modes[0], modes[1]))
+		})
+	}
+}
+
+func testCrossInstance(t *testing.T, f *fleet) {
 	ctx := context.Background()
 
 	if err := f.a.h.PublishToRoom(ctx, "shared", "room", 1); err != nil {
@@ -322,4 +338,40 @@ func TestCrossInstanceOnRedisCluster(t *testing.T) {
 	cb.expectData("all", "4")
 	ca.probe()
 	cb.probe()
+}
+
+func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
+	f := newFleet(t)
+	ctx := context.Background()
+	before := f.b.h.Stats().RedisReceived
+	// Only a2 (on A) is in "solo"; B has no member.
+	f.a2.send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	f.a2.probe()
+	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.a2.expectData("solo-msg", "1")
+	// A broadcast afterwards is B's marker: once its client has it, every
+	// earlier message for B would have been received too.
+	if err := f.a.h.PublishBroadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.b1.expect("marker")
+	if got := f.b.h.Stats().RedisReceived - before; got != 1 {
+		t.Errorf("B received %d Redis messages, want 1 (the broadcast only)", got)
+	}
+	// With a member on B, B subscribes to the room.
+	f.b1.send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	f.b1.probe()
+	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 2); err != nil {
+		t.Fatal(err)
+	}
+	f.b1.expectData("solo-msg", "2")
+	// And it unsubscribes when the last member leaves.
+	f.b1.send(protocol.EventLeave, map[string]any{"rooms": []string{"solo"}})
+	f.b1.probe()
+	eventually(t, "B unsubscribed from ws:room:solo", func() bool {
+		n, err := f.rs.Client(t).PubSubNumSub(ctx, protocol.ChannelRoom("solo")).Result()
+		return err == nil && n[protocol.ChannelRoom("solo")] == 1 // A only
+	})
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -97,7 +98,19 @@ func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
 			delete(asked, r)
 		}
 	}
-	if _, full := h.joinRooms(c, final, true); full {
+	_, full := h.joinRooms(c, final, true)
+	if h.interest != nil && h.subscribed.Load() {
+		// Let the join take effect fleet-wide before the next frame of
+		// this client is read.
+		chans := make([]string, len(final))
+		for i, r := range final {
+			chans[i] = protocol.ChannelRoom(r)
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
+		h.interest.await(ctx, chans)
+		cancel()
+	}
+	if full {
 		c.sendError(protocol.ErrMsgTooManyRooms)
 	}
 }
@@ -161,6 +174,7 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	if set == nil {
 		set = make(map[string]*client)
 		h.rooms[room] = set
+		h.interest.set(protocol.ChannelRoom(room), true)
 	}
 	set[c.id] = c
 	c.rooms[room] = struct{}{}
@@ -172,6 +186,7 @@ func (h *Helper) removeFromRoomLocked(c *client, room string) {
 		delete(set, c.id)
 		if len(set) == 0 {
 			delete(h.rooms, room)
+			h.interest.set(protocol.ChannelRoom(room), false)
 		}
 	}
 }

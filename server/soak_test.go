@@ -15,13 +15,17 @@ import (
 	"github.com/ignis-go/wscomponent/server"
 )
 
-var soakCycles = flag.Int("soak.cycles", 10000, "connect/authenticate/disconnect cycles in TestChurnSoak")
+var (
+	soakCycles  = flag.Int("soak.cycles", 10000, "connect/authenticate/disconnect cycles in TestChurnSoak")
+	soakRouting = flag.String("soak.routing", server.RoutingInterest, "RedisRouting for TestChurnSoak")
+)
 
 // TestChurnSoak runs many short sessions with traffic and checks that
 // goroutines, heap and indexes return to where they started.
 func TestChurnSoak(t *testing.T) {
 	var disconnects atomic.Int64
 	ts := startServer(t, nil, server.Options{
+		Config:       server.Config{RedisRouting: *soakRouting},
 		ValidateRoom: allowAll,
 		ClientDisconnected: func(context.Context, server.ClientDisconnectedEvent) error {
 			disconnects.Add(1)

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,14 +57,27 @@ const failed = (err) => report("error", { message: String((err && err.message) |
 window.addEventListener("error", (e) => failed(e.error || e.message));
 window.addEventListener("unhandledrejection", (e) => failed(e.reason));
 
+const url = "ws://" + location.host + "/ws";
 try {
-  const socket = await connect("ws://" + location.host + "/ws", {
+  // A wrong pinned server key is refused before anything is sent.
+  try {
+    const s = await connect(url, { token: "user:browser", serverPublicKey: "B".repeat(87) + "=" });
+    s.close();
+    await report("error", { message: "connected despite a wrong pinned key" });
+  } catch (err) {
+    await report("pin-refused", { message: String(err.message) });
+  }
+
+  const socket = await connect(url, {
     token: "user:browser",
+    serverPublicKey: new URLSearchParams(location.search).get("pin"),
     onMessage: (msg, meta) => report("message", { event: msg.event, data: msg.data, encrypted: meta.encrypted }),
     onError: failed,
   });
   await report("connected", { id: socket.clientId, encrypted: socket.encrypted });
   await socket.send("chat", { text: "sealed by WebCrypto" });
+  await socket.join(["lobby"]);
+  await socket.send("chat", { text: "joined" });
 } catch (err) {
   await failed(err);
 }
@@ -80,9 +95,10 @@ type browserReport struct {
 }
 
 // TestBrowserEndToEnd runs the browser client in headless Chromium against
-// a real server with the Pair applied: the page completes the handshake,
-// sends an encrypted frame the server decrypts, and decrypts a room message
-// sent from server code.
+// a real server with the Pair applied. The page refuses a wrong pinned
+// server key, completes the handshake with the right one, sends encrypted
+// frames the server decrypts (a chat message, a join), and decrypts a room
+// message sent from server code.
 func TestBrowserEndToEnd(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s is missing (%v): this test needs Debian's chromium package, which .ci/run (scripts/test.sh) installs; "+
@@ -97,6 +113,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	opts := server.Options{
 		Redis:        rs.Client(t),
 		Authenticate: tokenAuth,
+		ValidateRoom: func(_ context.Context, req server.ValidateRoomRequest) ([]string, error) { return req.Rooms, nil },
 		Message: func(_ context.Context, ev server.MessageEvent) error {
 			handled.add(ev)
 			return nil
@@ -141,7 +158,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		srv.Close()
 	})
 
-	browser := startChromium(t, srv.URL+"/")
+	browser := startChromium(t, srv.URL+"/?pin="+url.QueryEscape(pair.ServerPublicKey()))
 	next := func(stage string) browserReport {
 		t.Helper()
 		select {
@@ -161,6 +178,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 		return browserReport{}
 	}
 
+	if rep := next("pin-refused"); !strings.Contains(rep.Message, "pinned") {
+		t.Errorf("wrong pin refused with %q", rep.Message)
+	}
 	rep := next("connected")
 	if !rep.Encrypted || rep.ID == "" {
 		t.Fatalf("page connected without encryption: %+v", rep)
@@ -168,23 +188,33 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if info, ok := h.Client(rep.ID); !ok || !info.Encrypted || info.UserID != "browser" {
 		t.Fatalf("server side of the page's client: %+v (found %v)", info, ok)
 	}
-	if n := pair.Len(); n != 1 {
-		t.Errorf("pair holds %d keys, want 1", n)
-	}
-
-	// Browser → server: WebCrypto sealed it, the Pair opened it.
-	select {
-	case ev := <-handled.ch:
-		if ev.ClientID != rep.ID || ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, `{"text":"sealed by WebCrypto"}`) {
-			t.Errorf("handler got %+v", ev)
+	// Browser → server: WebCrypto sealed them, the Pair opened them. The
+	// join between the two messages went encrypted as well, and frames of
+	// one client are handled in order, so the second one proves the join.
+	for _, want := range []string{`{"text":"sealed by WebCrypto"}`, `{"text":"joined"}`} {
+		select {
+		case ev := <-handled.ch:
+			if ev.ClientID != rep.ID || ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, want) {
+				t.Fatalf("handler got %+v, want chat %s", ev, want)
+			}
+		case rep := <-reports: // e.g. the server answered "Invalid message format"
+			t.Fatalf("page reported %+v before its encrypted frames reached the handler", rep)
+		case <-browser.exited:
+			t.Fatalf("chromium exited early: %v\n%s", browser.err, browser.logTail())
+		case <-ctx.Done():
+			t.Fatalf("the page's encrypted frames never reached the handler\n%s", browser.logTail())
 		}
-	case <-ctx.Done():
-		t.Fatalf("the page's encrypted frame never reached the handler\n%s", browser.logTail())
 	}
+	if got := h.ClientsInRoom("lobby"); len(got) != 1 || got[0].ID != rep.ID {
+		t.Fatalf("lobby holds %+v, want the page's client", got)
+	}
+	// The refused connection's key is dropped once the server has seen it
+	// go; only the page's live connection keeps one.
+	eventually(t, "one key left", func() bool { return pair.Len() == 1 })
 
 	// Server → browser: a room message from server code.
 	want := `{"headline":"decrypted in Chromium","n":42,"tags":["a","ü"]}`
-	if err := h.SendToRoom(protocol.DefaultRoom, "news", json.RawMessage(want)); err != nil {
+	if err := h.SendToRoom("lobby", "news", json.RawMessage(want)); err != nil {
 		t.Fatal(err)
 	}
 	rep = next("message")
@@ -201,9 +231,9 @@ type chromium struct {
 	err     error // set before exited is closed
 }
 
-// startChromium opens url in a fresh headless Chromium and registers a
+// startChromium opens pageURL in a fresh headless Chromium and registers a
 // cleanup that kills its whole process group and removes its profile.
-func startChromium(t *testing.T, url string) *chromium {
+func startChromium(t *testing.T, pageURL string) *chromium {
 	t.Helper()
 	profile, err := os.MkdirTemp("", "wscomponent-chromium-")
 	if err != nil {
@@ -230,7 +260,7 @@ func startChromium(t *testing.T, url string) *chromium {
 		// Nothing but the test server: any host name fails to resolve.
 		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 		"--user-data-dir="+profile,
-		url,
+		pageURL,
 	)
 	// Keep the profile, cache and config inside the throwaway directory.
 	cmd.Env = append(os.Environ(), "HOME="+profile, "XDG_CONFIG_HOME="+profile, "XDG_CACHE_HOME="+profile)

@@ -569,3 +569,29 @@ func TestJSHandler(t *testing.T) {
 		t.Error("ClientJS returns the embedded slice itself")
 	}
 }
+
+func TestKeysDroppedOnShutdown(t *testing.T) {
+	pair := newPair(t, encryption.Options{})
+	ts := startServer(t, nil, pair, server.Options{}, nil)
+	var clients []*wsClient
+	for _, u := range []string{"a", "b", "c"} {
+		clients = append(clients, ts.connectEncrypted(t, u))
+	}
+	if n := pair.Len(); n != len(clients) {
+		t.Fatalf("pair holds %d keys, want %d", n, len(clients))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	// Shutdown waits for the clients' close replies, so they read meanwhile.
+	go func() { done <- ts.h.Shutdown(ctx) }()
+	for _, c := range clients {
+		c.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := pair.Len(); n != 0 {
+		t.Errorf("pair holds %d keys after Shutdown, want 0", n)
+	}
+}

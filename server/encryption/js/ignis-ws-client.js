@@ -19,7 +19,7 @@
 // exported), sends {"event":"authenticate","data":{token, publicKey}} with the
 // raw public key in standard base64, and on "connected" derives the
 // AES-256-GCM key from serverPublicKey and salt (ECDH deriveBits 256, then
-// HKDF-SHA-256 with info "ignis-ecdh-p256-aes-256-gcm-v2"). Then every
+// HKDF-SHA-256 with info "ignis-ecdh-p256-aes-256-gcm-v1"). Then every
 // {"event":"encrypted","data":{iv,ct}} frame is decrypted and the frame inside
 // ({event, data}) goes to onMessage with meta.encrypted = true; plaintext
 // frames go to onMessage as they are. send(), join() and leave() encrypt once
@@ -30,7 +30,7 @@
 // alter the handshake can read everything.
 
 /** HKDF info string; must match the server's (helpers/ecdh Info). */
-export const HKDF_INFO = "ignis-ecdh-p256-aes-256-gcm-v2";
+export const HKDF_INFO = "ignis-ecdh-p256-aes-256-gcm-v1";
 
 /** Default period of application heartbeats, in milliseconds. The server's
  * default HeartbeatTimeout is 90 s. */
