@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine with Go: installs
 # what the tests need (redis-server, which the tests start themselves on free
-# ports; a C compiler, which -race needs), then runs every package's tests
-# with the race detector. .ci/run runs exactly this script.
+# loopback ports; a C compiler, which -race needs; Node.js and Chromium for the
+# WebCrypto and browser tests), then runs every package's tests with the race
+# detector. .ci/run runs exactly this script.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +12,10 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The race detector needs cgo, hence a C compiler and the C library headers.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# helpers/ecdh checks its format against WebCrypto in Node.js;
+# server/encryption runs the browser client in headless Chromium.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if ((${#missing[@]} > 0)); then
 	sudo=()
