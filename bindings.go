@@ -9,6 +9,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/server/encryption"
 )
 
 // The binding keys. Each is the fx value name (`name:"…"`) under which the
@@ -53,6 +54,10 @@ const (
 	// KeyInstance names the *server.Helper the component provides (it is
 	// provided unnamed too).
 	KeyInstance = "@app/websocket/instance"
+	// GroupDisconnectHooks is the fx value group of extra
+	// server.ClientDisconnectedFunc hooks run after the client-disconnected
+	// handler (components use it to drop per-client state).
+	GroupDisconnectHooks = "@app/websocket/disconnect-hooks"
 )
 
 // ServerOptions configures the component's server helper. It is partial:
@@ -471,4 +476,25 @@ func DecorateInboundTransformer(decorator any) fx.Option { return bindInbound.de
 // it). See DecorateServerOptions for the scope it applies to.
 func ReplaceInboundTransformer(t server.InboundTransformer) fx.Option {
 	return bindInbound.replace(t)
+}
+
+// ProvideEncryption binds a ready encryption pair (server/encryption): ctor
+// returns the *encryption.Pair (optionally with an error) and may take the
+// app's services. The pair is provided unnamed (for Pair.Exchange in
+// optional-encryption flows) and its handshake handler, outbound and inbound
+// transformers are bound under their keys; each client's key is dropped when
+// it disconnects. Set ServerOptions.RequireEncryption to make every client
+// complete the handshake; without it, encryption is the app's choice per
+// client (EnableClientEncryption).
+func ProvideEncryption(ctor any) fx.Option {
+	return fx.Options(
+		fx.Provide(ctor),
+		ProvideHandshakeHandler(func(p *encryption.Pair) server.HandshakeFunc { return p.Handshake() }),
+		ProvideOutboundTransformer(func(p *encryption.Pair) server.OutboundTransformer { return p.Outbound() }),
+		ProvideInboundTransformer(func(p *encryption.Pair) server.InboundTransformer { return p.Inbound() }),
+		fx.Provide(fx.Annotate(
+			func(p *encryption.Pair) server.ClientDisconnectedFunc { return p.WrapDisconnected(nil) },
+			fx.ResultTags(`group:"`+GroupDisconnectHooks+`"`),
+		)),
+	)
 }

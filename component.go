@@ -56,6 +56,9 @@ type Params struct {
 	OutboundTransformer server.OutboundTransformer    `name:"@app/websocket/outbound-transformer" optional:"true"`
 	Handshake           server.HandshakeFunc          `name:"@app/websocket/handshake-handler" optional:"true"`
 	InboundTransformer  server.InboundTransformer     `name:"@app/websocket/inbound-transformer" optional:"true"`
+	// DisconnectHooks are extra disconnect callbacks from components such
+	// as ProvideEncryption (value group GroupDisconnectHooks).
+	DisconnectHooks []server.ClientDisconnectedFunc `group:"@app/websocket/disconnect-hooks"`
 }
 
 // Result is what the component provides: the same *server.Helper unnamed
@@ -93,6 +96,7 @@ func New(p Params) (Result, error) {
 		OutboundTransformer: p.OutboundTransformer,
 		Handshake:           p.Handshake,
 		InboundTransformer:  p.InboundTransformer,
+		DisconnectHooks:     p.DisconnectHooks,
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("wscomponent: %w", err)

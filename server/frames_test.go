@@ -405,3 +405,22 @@ func TestConcurrentShutdownWaitsForTheFirst(t *testing.T) {
 		t.Errorf("%d disconnect callbacks", disconnected.count())
 	}
 }
+
+func TestCallbacksCanReachTheHelper(t *testing.T) {
+	var ts *testServer
+	ts = startServer(t, nil, server.Options{
+		Message: func(ctx context.Context, ev server.MessageEvent) error {
+			h := server.FromContext(ctx)
+			if h != ts.h {
+				return errors.New("no helper in the callback context")
+			}
+			return h.SendToClient(ev.ClientID, "echo", ev.Message.Data)
+		},
+	})
+	c := ts.connect(t, "echoer")
+	c.send("say", "hi")
+	c.expectData("echo", `"hi"`)
+	if server.FromContext(context.Background()) != nil {
+		t.Error("helper from an unrelated context")
+	}
+}

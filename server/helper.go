@@ -79,20 +79,20 @@ func New(opts Options) (*Helper, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	h := &Helper{
 		cfg:      cfg,
 		opts:     opts,
 		log:      logger.Named(cfg.Identifier),
 		serverID: uuid.NewString(),
 		rdb:      opts.Redis,
-		ctx:      ctx,
-		cancel:   cancel,
 		stopped:  make(chan struct{}),
 		clients:  make(map[string]*client),
 		users:    make(map[string]map[string]*client),
 		rooms:    make(map[string]map[string]*client),
 	}
+	// Every context given to a callback carries the Helper, so a handler
+	// need not depend on it (which fx would call a cycle).
+	h.ctx, h.cancel = context.WithCancel(context.WithValue(context.Background(), helperKey{}, h))
 	if cfg.RedisRouting == RoutingInterest {
 		h.interest = newInterest()
 	}
@@ -140,6 +140,17 @@ func originPolicy(cfg Config) func(*http.Request) bool {
 		}
 		return strings.EqualFold(u.Host, r.Host)
 	}
+}
+
+type helperKey struct{}
+
+// FromContext returns the Helper that called a callback with ctx (every
+// context the Helper passes to a callback carries it), or nil. A message
+// handler uses it to reply without depending on the Helper, which in fx
+// would be a dependency cycle.
+func FromContext(ctx context.Context) *Helper {
+	h, _ := ctx.Value(helperKey{}).(*Helper)
+	return h
 }
 
 // ServerID is this instance's random id on Redis.
@@ -412,11 +423,18 @@ func (h *Helper) finish(c *client) {
 	h.mu.Unlock()
 	h.stats.closed.Add(1)
 
+	// c.cancel above ran before these callbacks: a handshake still in
+	// flight has seen its context end (the encryption pair relies on it).
+	ev := ClientDisconnectedEvent{ClientID: c.id, UserID: userID, Authenticated: wasAuthenticated}
 	if h.opts.ClientDisconnected != nil {
-		ev := ClientDisconnectedEvent{ClientID: c.id, UserID: userID, Authenticated: wasAuthenticated}
 		h.callback("client disconnected", c.id, func() error {
 			return h.opts.ClientDisconnected(h.ctxForCallback(), ev)
 		})
+	}
+	for _, hook := range h.opts.DisconnectHooks {
+		if hook != nil {
+			h.callback("disconnect hook", c.id, func() error { return hook(h.ctxForCallback(), ev) })
+		}
 	}
 }
 

@@ -144,6 +144,10 @@ type Options struct {
 	OutboundTransformer OutboundTransformer
 	// Handshake runs after authentication when RequireEncryption is set.
 	Handshake HandshakeFunc
+	// DisconnectHooks run after ClientDisconnected, once per connection, in
+	// order. They are for components that keep per-client state (the
+	// encryption pair's keys) so that ClientDisconnected stays the app's.
+	DisconnectHooks []ClientDisconnectedFunc
 	// InboundTransformer, when set, receives every "encrypted" frame from an
 	// encrypted client and returns the frame it stands for, which is then
 	// routed like any other frame.
