@@ -56,18 +56,24 @@ func sanitiseRooms(rooms []string) []string {
 	return out
 }
 
-func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
+// requestedRooms reads the rooms of a join or leave request, answering the
+// client itself when the request is malformed or too large.
+func (h *Helper) requestedRooms(c *client, data json.RawMessage) ([]string, bool) {
 	requested, ok := decodeRooms(data)
 	if !ok {
 		c.sendError(protocol.ErrMsgInvalidFormat)
-		return
+		return nil, false
 	}
 	if len(requested) > h.cfg.MaxRoomsPerRequest {
 		c.sendError(protocol.ErrMsgTooManyRooms)
-		return
+		return nil, false
 	}
-	rooms := sanitiseRooms(requested)
-	if len(rooms) == 0 {
+	return sanitiseRooms(requested), true
+}
+
+func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
+	rooms, ok := h.requestedRooms(c, data)
+	if !ok || len(rooms) == 0 {
 		return
 	}
 	if h.opts.ValidateRoom == nil {
@@ -116,16 +122,9 @@ func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
 }
 
 func (h *Helper) handleLeave(c *client, data json.RawMessage) {
-	requested, ok := decodeRooms(data)
-	if !ok {
-		c.sendError(protocol.ErrMsgInvalidFormat)
-		return
+	if rooms, ok := h.requestedRooms(c, data); ok {
+		h.leaveRooms(c, rooms)
 	}
-	if len(requested) > h.cfg.MaxRoomsPerRequest {
-		c.sendError(protocol.ErrMsgTooManyRooms)
-		return
-	}
-	h.leaveRooms(c, sanitiseRooms(requested))
 }
 
 // joinRooms adds c to rooms, stopping at MaxRoomsPerClient. byClient

@@ -8,7 +8,9 @@
 //
 // and open the URL it logs in two browser tabs. Without REDIS_URL it runs on
 // an embedded in-process Redis; with REDIS_URL, every instance on that Redis
-// serves the same rooms.
+// serves the same rooms. With -encrypt, every client must complete the ECDH
+// handshake of server/encryption, and the frames between the page and the
+// server are encrypted (the page uses the browser client of that package).
 //
 // Configuration, by flag or environment variable (the flag wins):
 //
@@ -17,6 +19,7 @@
 //	-token-secret  TOKEN_SECRET  HMAC key of the demo tokens (random per process)
 //	-token-ttl     TOKEN_TTL     lifetime of a demo token (12h)
 //	-production    PRODUCTION    JSON logs at info level (false: development logs)
+//	-encrypt       ENCRYPT       require encrypted frames (false)
 //
 // Instances that should accept each other's tokens need the same
 // TOKEN_SECRET. Prefer the environment for it: flags show up in ps.
@@ -43,6 +46,7 @@ import (
 
 	"github.com/ignis-go/wscomponent"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/server/encryption"
 )
 
 // Defaults of the configuration.
@@ -72,6 +76,9 @@ type config struct {
 	TokenTTL time.Duration
 	// Production selects JSON logs at info level.
 	Production bool
+	// Encrypt requires every client to complete the encryption handshake;
+	// frames to and from it are then encrypted.
+	Encrypt bool
 }
 
 // parseConfig reads flags from args, falling back to getenv, then to the
@@ -91,13 +98,24 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		defTTL = d
 	}
-	defProd := false
-	if v := getenv("PRODUCTION"); v != "" {
+	envBool := func(key string) (bool, error) {
+		v := getenv(key)
+		if v == "" {
+			return false, nil
+		}
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return config{}, fmt.Errorf("PRODUCTION: %w", err)
+			return false, fmt.Errorf("%s: %w", key, err)
 		}
-		defProd = b
+		return b, nil
+	}
+	defProd, err := envBool("PRODUCTION")
+	if err != nil {
+		return config{}, err
+	}
+	defEncrypt, err := envBool("ENCRYPT")
+	if err != nil {
+		return config{}, err
 	}
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	addr := fs.String("addr", env("ADDR", defaultAddr), "listen address (env ADDR)")
@@ -105,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	secret := fs.String("token-secret", "", "HMAC key for demo tokens; empty: random per process (env TOKEN_SECRET, preferred)")
 	ttl := fs.Duration("token-ttl", defTTL, "lifetime of a demo token (env TOKEN_TTL)")
 	prod := fs.Bool("production", defProd, "JSON logs at info level (env PRODUCTION)")
+	encrypt := fs.Bool("encrypt", defEncrypt, "require encrypted frames: ECDH P-256 handshake, AES-256-GCM (env ENCRYPT)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -133,6 +152,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		TokenSecret: []byte(*secret),
 		TokenTTL:    *ttl,
 		Production:  *prod,
+		Encrypt:     *encrypt,
 	}, nil
 }
 
@@ -156,8 +176,9 @@ func appOptions(cfg config) fx.Option {
 		// The component, and what it needs from the app.
 		wscomponent.Module(),
 		wscomponent.SupplyServerOptions(wscomponent.ServerOptions{
-			Path:         "/ws",
-			RedisTimeout: 10 * time.Second,
+			Path:              "/ws",
+			RedisTimeout:      10 * time.Second,
+			RequireEncryption: cfg.Encrypt,
 		}),
 		wscomponent.ProvideRedisConnection(newRedis),
 		wscomponent.ProvideAuthenticateHandler(func(c *chat) server.AuthenticateFunc { return c.authenticate }),
@@ -165,6 +186,7 @@ func appOptions(cfg config) fx.Option {
 		wscomponent.ProvideMessageHandler(func(c *chat) server.MessageHandler { return c.onMessage }),
 		wscomponent.ProvideClientConnectedHandler(func(c *chat) server.ClientConnectedFunc { return c.clientConnected }),
 		wscomponent.ProvideClientDisconnectedHandler(func(c *chat) server.ClientDisconnectedFunc { return c.clientDisconnected }),
+		encryptionOption(cfg),
 
 		fx.Invoke(
 			(*chat).attach,
@@ -174,6 +196,25 @@ func appOptions(cfg config) fx.Option {
 		fx.StartTimeout(startTimeout),
 		fx.StopTimeout(stopTimeout),
 	)
+}
+
+// encryptionOption binds the ready-made encryption pair when cfg.Encrypt is
+// set: its handshake (the client's "publicKey" in the authenticate payload),
+// its transformers (every frame to the client is sealed; "encrypted" frames
+// from it are opened and routed like plaintext ones) and the clean-up of
+// each client's key on disconnect. RequireEncryption, in the server options
+// above, makes the handshake mandatory: a client without a valid key is
+// closed with 4004.
+func encryptionOption(cfg config) fx.Option {
+	if !cfg.Encrypt {
+		return fx.Options()
+	}
+	return wscomponent.ProvideEncryption(func(log *zap.Logger) (*encryption.Pair, error) {
+		// A new server key at every start is fine here: the page does not
+		// pin it. Instances behind one load balancer need not share it
+		// either, since each connection derives its own key.
+		return encryption.New(encryption.Options{Logger: log})
+	})
 }
 
 // newApp builds the app for main.
@@ -287,9 +328,9 @@ func newWebServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg config, log *zap.Logger
 }
 
 // announce logs the URL to open once the app has started.
-func announce(lc fx.Lifecycle, s *webServer, log *zap.Logger) {
+func announce(lc fx.Lifecycle, s *webServer, cfg config, log *zap.Logger) {
 	lc.Append(fx.StartHook(func() {
-		log.Info("chat example ready: open " + s.URL() + " in two browser tabs")
+		log.Info("chat example ready: open "+s.URL()+" in two browser tabs", zap.Bool("encrypted", cfg.Encrypt))
 	}))
 }
 

@@ -34,7 +34,14 @@ type harness struct {
 
 func startApp(t testing.TB) *harness {
 	t.Helper()
-	cfg := config{Addr: "127.0.0.1:0", TokenSecret: testSecret, TokenTTL: time.Hour}
+	return startAppWith(t, config{})
+}
+
+// startAppWith starts the app with cfg, whose address, secret and token
+// lifetime are set for the test.
+func startAppWith(t testing.TB, cfg config) *harness {
+	t.Helper()
+	cfg.Addr, cfg.TokenSecret, cfg.TokenTTL = "127.0.0.1:0", testSecret, time.Hour
 	var web *webServer
 	app := fxtest.New(t,
 		appOptions(cfg),
@@ -50,6 +57,13 @@ func startApp(t testing.TB) *harness {
 
 // do sends a request and returns the status and body.
 func (h *harness) do(method, path, token string, body any) (int, []byte) {
+	h.t.Helper()
+	status, _, b := h.doHeader(method, path, token, body)
+	return status, b
+}
+
+// doHeader is do that returns the response headers too.
+func (h *harness) doHeader(method, path, token string, body any) (int, http.Header, []byte) {
 	h.t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -78,7 +92,7 @@ func (h *harness) do(method, path, token string, body any) (int, []byte) {
 	if err != nil {
 		h.t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
-	return res.StatusCode, b
+	return res.StatusCode, res.Header, b
 }
 
 func (h *harness) login(name string) string {

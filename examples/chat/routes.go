@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/server/encryption"
 )
 
 // web holds the browser page. It is embedded so the binary serves it from
@@ -29,7 +30,8 @@ const (
 )
 
 // pageSecurityPolicy keeps the page to its own origin: no inline script,
-// no third-party resources.
+// no third-party resources. The browser client of server/encryption is a
+// module the app serves itself, so default-src 'self' admits it.
 const pageSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; " +
 	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
@@ -38,17 +40,20 @@ type api struct {
 	log    *zap.Logger
 	tokens *tokens
 	ws     *server.Helper
+	// encrypted tells the page to run the encryption handshake.
+	encrypted bool
 }
 
 // registerRoutes adds the app's routes to e; the component has added
 // GET /ws already.
-func registerRoutes(e *echo.Echo, log *zap.Logger, t *tokens, ws *server.Helper) {
-	a := &api{log: log.Named("api"), tokens: t, ws: ws}
+func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *server.Helper) {
+	a := &api{log: log.Named("api"), tokens: t, ws: ws, encrypted: cfg.Encrypt}
 
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
 
 	g := e.Group("/api", middleware.BodyLimit(apiBodyLimit))
+	g.GET("/config", a.config)
 	g.POST("/login", a.login)
 	g.POST("/rooms/:room/messages", a.postMessage)
 
@@ -56,6 +61,9 @@ func registerRoutes(e *echo.Echo, log *zap.Logger, t *tokens, ws *server.Helper)
 	e.FileFS("/", "index.html", page, pageHeaders)
 	e.FileFS("/app.js", "app.js", page, pageHeaders)
 	e.FileFS("/style.css", "style.css", page, pageHeaders)
+	// The browser client the page imports. It is served in both modes: the
+	// page uses it for plaintext connections too.
+	e.GET("/"+encryption.ClientJSName, echo.WrapHandler(encryption.JSHandler()), pageHeaders)
 }
 
 // pageHeaders adds the security and caching headers of the page's files.
@@ -83,6 +91,21 @@ func (a *api) readyz(c echo.Context) error {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// clientConfig tells the page how to connect.
+type clientConfig struct {
+	// Encrypted: send a public key when authenticating and expect
+	// "encrypted" frames; the server closes clients that do not with 4004.
+	Encrypted bool `json:"encrypted"`
+}
+
+// config answers the page's connection settings. The page asks before
+// every connection attempt, so it follows a server restarted in the other
+// mode.
+func (a *api) config(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, clientConfig{Encrypted: a.encrypted})
 }
 
 type loginRequest struct {

@@ -1,6 +1,15 @@
 // Browser client of examples/chat: demo login, one WebSocket, rooms, chat.
-// Plain ES module, no build step. Every piece of user data is written with
+// Plain ES modules, no build step. Every piece of user data is written with
 // textContent, never parsed as HTML.
+//
+// The connection goes through IgnisSocket, the browser client of
+// server/encryption, which the app serves at /ignis-ws-client.js. When the
+// server requires encryption (GET /api/config), the socket sends a public
+// key with the token, derives the AES-GCM key from the "connected" frame,
+// decrypts "encrypted" frames and encrypts what the page sends; otherwise it
+// is a plain client. Either way it sends the heartbeats.
+
+import { IgnisSocket } from '/ignis-ws-client.js';
 
 const HEARTBEAT_MS = 25_000; // the server closes silent clients after 90 s
 const BACKOFF_BASE_MS = 500;
@@ -13,6 +22,7 @@ const MAX_LOG_ENTRIES = 500;
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $('status'),
+  secure: $('secure'),
   error: $('error'),
   login: $('login'),
   loginForm: $('login-form'),
@@ -56,9 +66,10 @@ const state = {
   name: saved.name,
   rooms: new Set(saved.rooms),
   selected: saved.rooms[0] ?? null,
-  ws: null,
+  socket: null, // the current IgnisSocket, from the first attempt to its close
+  connected: false, // it has received "connected"
+  generation: 0, // bumped by every connect and disconnect; stale work checks it
   attempt: 0, // reconnect attempts since the last "connected"
-  heartbeat: 0,
   reconnect: 0,
 };
 
@@ -131,84 +142,124 @@ function socketURL() {
   return `${scheme}//${location.host}/ws`;
 }
 
+// loadConfig asks the server how to connect. It is asked before every
+// attempt, so the page follows a server restarted in the other mode.
+async function loadConfig() {
+  const res = await fetch('/api/config', { cache: 'no-store' });
+  if (!res.ok) throw new Error(`config: ${res.status}`);
+  const body = await res.json();
+  return { encrypted: body.encrypted === true };
+}
+
 function connect() {
   clearTimeout(state.reconnect);
+  const generation = ++state.generation;
   setStatus('Connecting…');
-  const ws = new WebSocket(socketURL());
-  state.ws = ws;
-  // Handlers of a replaced socket must not touch the state of the new one.
-  ws.onopen = () => {
-    if (state.ws === ws) send({ event: 'authenticate', data: { token: state.token } });
-  };
-  ws.onmessage = (ev) => {
-    if (state.ws === ws) receive(ev.data);
-  };
-  ws.onclose = (ev) => {
-    if (state.ws === ws) closed(ev);
-  };
+  loadConfig().then(
+    (config) => {
+      if (generation === state.generation) open(config);
+    },
+    () => {
+      if (generation === state.generation) retry('server not reachable');
+    },
+  );
+}
+
+function open(config) {
+  const socket = new IgnisSocket(socketURL(), {
+    token: state.token,
+    encrypt: config.encrypted, // adds publicKey to the authenticate payload
+    heartbeatInterval: HEARTBEAT_MS,
+    // Callbacks of a replaced socket must not touch the state of the new one.
+    onConnected: (data) => {
+      if (state.socket === socket) connected(socket, data);
+      else socket.close(CLOSE_NORMAL, 'Bye'); // logged out while it connected
+    },
+    onMessage: (msg, meta) => {
+      if (state.socket === socket) receive(socket, msg, meta);
+    },
+    onError: (err) => {
+      if (state.socket === socket) failed(err);
+    },
+    onClose: (ev) => {
+      if (state.socket === socket) closed(ev);
+    },
+  });
+  state.socket = socket;
+  // Failures arrive through onError and onClose too: open()'s rejection
+  // adds nothing.
+  socket.open().catch(() => {});
 }
 
 function disconnect() {
   clearTimeout(state.reconnect);
-  stopHeartbeat();
-  const ws = state.ws;
-  state.ws = null; // first, so its close handler does nothing
-  if (ws) ws.close(CLOSE_NORMAL, 'Bye');
+  state.generation++;
+  const socket = state.socket;
+  state.socket = null; // first, so its close handler does nothing
+  state.connected = false;
+  ui.secure.hidden = true;
+  if (socket) socket.close(CLOSE_NORMAL, 'Bye');
+}
+
+function connected(socket, data) {
+  state.connected = true;
+  state.attempt = 0;
+  clearError();
+  setStatus(`Connected as ${state.name} (client ${data.id})`);
+  ui.secure.hidden = !socket.encrypted;
+  // The server forgets rooms with the connection: join them again.
+  if (state.rooms.size > 0) send('join', { rooms: [...state.rooms] });
 }
 
 function closed(ev) {
-  state.ws = null;
-  stopHeartbeat();
+  state.socket = null;
+  state.connected = false;
+  ui.secure.hidden = true;
   if (ev.code === CLOSE_AUTH_FAILED) {
     showLogin('Your session was refused. Please log in again.');
     return;
   }
-  // Full jitter over the upper half of an exponential window, so that a
-  // restarted server is not hit by every tab at the same moment.
+  retry(ev.reason ? `${ev.code} ${ev.reason}` : `${ev.code}`);
+}
+
+// retry schedules the next attempt. Full jitter over the upper half of an
+// exponential window, so that a restarted server is not hit by every tab at
+// the same moment.
+function retry(why) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(state.attempt, 16));
   const delay = ceiling / 2 + Math.random() * (ceiling / 2);
   state.attempt++;
-  const why = ev.reason ? `${ev.code} ${ev.reason}` : `${ev.code}`;
   setStatus(`Disconnected (${why}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
   state.reconnect = setTimeout(connect, delay);
 }
 
-function send(frame) {
-  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
-  state.ws.send(JSON.stringify(frame));
+// send hands {event, data} to the socket, which encrypts it when the
+// connection is encrypted. It returns false when there is no connection.
+function send(event, data) {
+  const socket = state.socket;
+  if (!socket || !state.connected) return false;
+  socket.send(event, data).catch((err) => {
+    if (state.socket === socket) showError(`Not sent: ${err.message}`);
+  });
   return true;
 }
 
-function startHeartbeat() {
-  stopHeartbeat();
-  state.heartbeat = setInterval(() => send({ event: 'heartbeat' }), HEARTBEAT_MS);
+// failed shows server "error" frames (IgnisServerError) and local failures,
+// such as a frame that does not decrypt.
+function failed(err) {
+  showError(err.name === 'IgnisServerError' ? err.message : `Connection problem: ${err.message}`);
 }
 
-function stopHeartbeat() {
-  clearInterval(state.heartbeat);
-}
-
-function receive(raw) {
-  let frame;
-  try {
-    frame = JSON.parse(raw);
-  } catch {
-    return;
-  }
-  const data = frame.data ?? {};
-  switch (frame.event) {
-    case 'connected':
-      state.attempt = 0;
-      clearError();
-      setStatus(`Connected as ${state.name} (client ${data.id})`);
-      startHeartbeat();
-      // The server forgets rooms with the connection: join them again.
-      if (state.rooms.size > 0) send({ event: 'join', data: { rooms: [...state.rooms] } });
-      break;
+function receive(socket, msg, meta) {
+  // On an encrypted connection the server seals every application frame;
+  // a plaintext one did not come from it.
+  if (socket.encrypted && !meta.encrypted) return;
+  const data = msg.data ?? {};
+  switch (msg.event) {
     case 'chat':
       appendMessage(data);
       break;
-    case 'error':
+    case 'error': // the app's own errors, which are encrypted like the rest
       showError(String(data.message ?? 'Unknown error'));
       break;
   }
@@ -223,13 +274,13 @@ function join(room) {
   }
   clearError();
   state.rooms.add(room);
-  send({ event: 'join', data: { rooms: [room] } }); // else sent on "connected"
+  send('join', { rooms: [room] }); // else sent on "connected"
   select(room);
 }
 
 function leave(room) {
   state.rooms.delete(room);
-  send({ event: 'leave', data: { rooms: [room] } });
+  send('leave', { rooms: [room] });
   if (state.selected === room) state.selected = state.rooms.values().next().value ?? null;
   select(state.selected);
 }
@@ -303,7 +354,7 @@ ui.messageForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = ui.text.value.trim();
   if (!text || !state.selected) return;
-  if (send({ event: 'chat', data: { room: state.selected, text } })) {
+  if (send('chat', { room: state.selected, text })) {
     ui.text.value = '';
   } else {
     showError('Not connected; try again in a moment.');
