@@ -455,11 +455,22 @@ func (h *Helper) callback(name, clientID string, f func() error) (err error) {
 	err = f()
 	if err != nil {
 		h.stats.callbackErrors.Add(1)
-		h.log.Warn("callback failed", zap.String("callback", name),
-			zap.String("client_id", clientID), zap.Error(err))
+		// Failures a client can cause at will (bad keys, tampered frames)
+		// are logged at debug level so that a client cannot flood the log.
+		level := zap.WarnLevel
+		if clientCaused[name] {
+			level = zap.DebugLevel
+		}
+		if ce := h.log.Check(level, "callback failed"); ce != nil {
+			ce.Write(zap.String("callback", name), zap.String("client_id", clientID), zap.Error(err))
+		}
 	}
 	return err
 }
+
+// clientCaused names the callbacks whose errors are usually the client's
+// doing.
+var clientCaused = map[string]bool{"inbound transformer": true, "handshake": true, "authenticate": true}
 
 func (h *Helper) logDebug(msg, clientID string, err error) {
 	if ce := h.log.Check(zap.DebugLevel, msg); ce != nil {
