@@ -47,9 +47,10 @@ var benchPayload = json.RawMessage(`{"seq":12345,"t":1700000000000000000,"pad":"
 	strings.Repeat("x", 100-len(`{"seq":12345,"t":1700000000000000000,"pad":""}`)) + `"}`)
 
 // benchConfig turns protocol pings off so that a rawClient (which does not
-// answer pings) only ever reads what the benchmark sent.
+// answer pings) only ever reads what the benchmark sent, and the inbound
+// rate limit off so that a client may send as fast as the loop goes.
 func benchConfig() server.Config {
-	return server.Config{SendPings: server.Bool(false)}
+	return server.Config{SendPings: server.Bool(false), MessageRate: -1}
 }
 
 // benchWait bounds every wait for deliveries in a benchmark iteration.

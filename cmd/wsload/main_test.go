@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ignis-go/wscomponent/internal/benchserver"
+	"github.com/ignis-go/wscomponent/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	h.record(-time.Second) // clock skew counts as zero
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, 500 * time.Microsecond},
+		{0.99, 990 * time.Microsecond},
+		{1, 1000 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		got := h.quantile(tt.q)
+		if diff := float64(got-tt.want) / float64(tt.want); diff < -0.02 || diff > 0.02 {
+			t.Errorf("quantile(%g) = %s, want %s ± 2 %%", tt.q, got, tt.want)
+		}
+	}
+	if h.maxValue() != time.Millisecond || h.count() != 1001 {
+		t.Errorf("max %s count %d, want 1ms and 1001", h.maxValue(), h.count())
+	}
+	for _, v := range []uint64{0, 63, 64, 127, 128, 1000, 1 << 40, 1<<63 + 12345} {
+		b := bucketOf(v)
+		if b < 0 || b >= numBuckets {
+			t.Fatalf("bucketOf(%d) = %d out of range", v, b)
+		}
+		if mid := bucketValue(b); float64(mid) < float64(v)*0.98 || float64(mid) > float64(v)*1.02+1 {
+			t.Errorf("bucketValue(bucketOf(%d)) = %d, more than 2 %% off", v, mid)
+		}
+	}
+}
+
+func TestParseProc(t *testing.T) {
+	stat := []byte("4242 (odd) name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 9 0 100 0 0\n")
+	cpu, err := parseStatCPU(stat)
+	if want := time.Duration(200) * time.Second / time.Duration(clockTicks); err != nil || cpu != want {
+		t.Errorf("parseStatCPU = %s, %v; want %s", cpu, err, want)
+	}
+	if _, err := parseStatCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("parseStatCPU accepted a short line")
+	}
+	rss, err := parseVmRSS([]byte("Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t   2048 kB\n"))
+	if err != nil || rss != 2048*1024 {
+		t.Errorf("parseVmRSS = %d, %v; want %d", rss, err, 2048*1024)
+	}
+	if _, err := parseVmRSS([]byte("Name:\tkthreadd\n")); err == nil {
+		t.Error("parseVmRSS accepted a status without VmRSS")
+	}
+	s, err := sampleProc(os.Getpid())
+	if err != nil || s.rss <= 0 {
+		t.Errorf("sampleProc(self) = %+v, %v", s, err)
+	}
+}
+
+func TestLoopbackPolicy(t *testing.T) {
+	tests := []struct {
+		give        string
+		allowRemote bool
+		wantErr     bool
+	}{
+		{give: "ws://127.0.0.1:9000/ws"},
+		{give: "ws://127.3.4.5:9000/ws"},
+		{give: "ws://[::1]:9000/ws"},
+		{give: "ws://localhost:9000/ws"},
+		{give: "ws://10.0.0.1:9000/ws", wantErr: true},
+		{give: "ws://192.168.1.10/ws", wantErr: true},
+		{give: "wss://[2001:db8::1]/ws", wantErr: true},
+		{give: "ws://10.0.0.1:9000/ws", allowRemote: true},
+	}
+	for _, tt := range tests {
+		u, err := url.Parse(tt.give)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := policy{allowRemote: tt.allowRemote}
+		err = p.checkURL(context.Background(), u)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("checkURL(%s, allowRemote %v) = %v, want error %v", tt.give, tt.allowRemote, err, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, errRemote) {
+			t.Errorf("checkURL(%s) = %v, want errRemote", tt.give, err)
+		}
+	}
+	for addr, wantErr := range map[string]bool{"127.0.0.1:80": false, "[::1]:80": false, "10.0.0.1:80": true, "8.8.8.8:53": true} {
+		if err := (policy{}).control("tcp", addr, nil); (err != nil) != wantErr {
+			t.Errorf("control(%s) = %v, want error %v", addr, err, wantErr)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    []string
+		wantErr string
+		check   func(t *testing.T, c *config)
+	}{
+		{name: "positional scenario", give: []string{"echo", "-clients", "3"}, check: func(t *testing.T, c *config) {
+			if c.scenario != "echo" || c.clients != 3 || c.nodes[0].String() != "ws://127.0.0.1:9000/ws" ||
+				c.control.String() != "http://127.0.0.1:9000" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "flag scenario and nodes", give: []string{"-scenario", "fanout", "-nodes", "127.0.0.1:1,ws://127.0.0.1:2/x"}, check: func(t *testing.T, c *config) {
+			if len(c.nodes) != 2 || c.nodes[0].String() != "ws://127.0.0.1:1/ws" || c.nodes[1].Path != "/x" ||
+				c.control.Host != "127.0.0.1:1" {
+				t.Errorf("got nodes %v control %v", c.nodes, c.control)
+			}
+		}},
+		{name: "token template", give: []string{"idle", "-token", "t-{i}-{node}"}, check: func(t *testing.T, c *config) {
+			if got, want := string(c.auth.frame(7, 1)), `{"event":"authenticate","data":{"token":"t-7-1"}}`; got != want {
+				t.Errorf("frame %s, want %s", got, want)
+			}
+		}},
+		{name: "auth data template", give: []string{"idle", "-auth-data", `{"jwt":"j{i}","tenant":{node}}`}, check: func(t *testing.T, c *config) {
+			if got, want := string(c.auth.frame(2, 0)), `{"event":"authenticate","data":{"jwt":"j2","tenant":0}}`; got != want {
+				t.Errorf("frame %s, want %s", got, want)
+			}
+		}},
+		{name: "no scenario", give: []string{"-clients", "3"}, wantErr: "no scenario"},
+		{name: "unknown scenario", give: []string{"storm"}, wantErr: "unknown scenario"},
+		{name: "bad auth data", give: []string{"idle", "-auth-data", `{"x":`}, wantErr: "not valid JSON"},
+		{name: "bad trigger", give: []string{"fanout", "-trigger", "carrier-pigeon"}, wantErr: "-trigger"},
+		{name: "bad url", give: []string{"idle", "-url", "http://127.0.0.1/ws"}, wantErr: "scheme"},
+		{name: "bad pid", give: []string{"idle", "-pid", "x"}, wantErr: "not a PID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.give, &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestRemoteTargetRefusedBeforeDialling(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"idle", "-url", "ws://10.255.255.1:9000/ws", "-quiet"}, &out, &errOut)
+	if !errors.Is(err, errRemote) {
+		t.Fatalf("run = %v, want errRemote", err)
+	}
+	err = run(context.Background(), []string{"fanout", "-control", "http://10.255.255.1:9000", "-quiet"}, &out, &errOut)
+	if !errors.Is(err, errRemote) {
+		t.Fatalf("run with remote -control = %v, want errRemote", err)
+	}
+}
+
+// startNodes runs n benchservers on one Redis and returns their WebSocket
+// URLs.
+func startNodes(t *testing.T, n int) []string {
+	t.Helper()
+	rs := redistest.Start(t)
+	var urls []string
+	for range n {
+		s, err := benchserver.New(benchserver.Config{Redis: rs.Client(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = s.Configure(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(s.Handler())
+		t.Cleanup(func() {
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Error(err)
+			}
+			hs.Close()
+		})
+		urls = append(urls, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws")
+	}
+	return urls
+}
+
+// TestScenarios runs every scenario, small, against two real instances.
+func TestScenarios(t *testing.T) {
+	urls := startNodes(t, 2)
+	self := strconv.Itoa(os.Getpid())
+	tests := []struct {
+		name string
+		give []string
+		want []string
+	}{
+		{
+			name: "fanout on two nodes",
+			give: []string{"fanout", "-nodes", strings.Join(urls, ","), "-clients", "20", "-broadcasts", "30", "-pid", self},
+			want: []string{"deliveries expected / unique 600 / 600", "lost", "0 (20 of 20 clients", "duplicates", "node 2 deliveries", "server CPU per delivery"},
+		},
+		{
+			name: "fanout triggered by a frame, to a room",
+			give: []string{"fanout", "-url", urls[0], "-clients", "5", "-broadcasts", "10", "-trigger", "ws", "-room", "ws-default", "-interval", "1ms"},
+			want: []string{"deliveries expected / unique 50 / 50", "server CPU", "not measured (give -pid)"},
+		},
+		{
+			name: "fanout without Redis",
+			give: []string{"fanout", "-url", urls[0], "-clients", "3", "-broadcasts", "5", "-local"},
+			want: []string{"deliveries expected / unique 15 / 15", "local only, no Redis"},
+		},
+		{
+			name: "echo",
+			give: []string{"echo", "-url", urls[1], "-clients", "4", "-rounds", "25", "-size", "300", "-pid", self},
+			want: []string{"round trips expected / done", "100 / 100", "mismatched replies", "server CPU per round trip"},
+		},
+		{
+			name: "idle",
+			give: []string{"idle", "-nodes", strings.Join(urls, ","), "-clients", "30", "-rate", "2000", "-hold", "300ms", "-heartbeat", "100ms", "-pid", self},
+			want: []string{"30 of 30 (0 failed)", "dropped while held", "server RSS per connection (end of hold)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := append(tt.give, "-quiet", "-timeout", "30s")
+			if err := run(context.Background(), args, &out, &errOut); err != nil {
+				t.Fatalf("run: %v\n%s\n%s", err, out.String(), errOut.String())
+			}
+			// Compare with single spaces: tabwriter pads columns.
+			flat := strings.Join(strings.Fields(out.String()), " ")
+			for _, w := range tt.want {
+				if !strings.Contains(flat, w) {
+					t.Errorf("summary lacks %q:\n%s", w, out.String())
+				}
+			}
+			if !strings.Contains(out.String(), "errors") {
+				t.Errorf("summary has no errors row:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestTimeoutStopsTheRun(t *testing.T) {
+	urls := startNodes(t, 1)
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	err := run(context.Background(), []string{"idle", "-url", urls[0], "-clients", "3", "-hold", "1h", "-timeout", "500ms", "-quiet"}, &out, &errOut)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("run = %v, want the deadline", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("run took %s with -timeout 500ms", d)
+	}
+	if !strings.Contains(out.String(), "wsload idle") {
+		t.Errorf("no summary after the timeout:\n%s", out.String())
+	}
+}
