@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -37,10 +39,11 @@ type ClientInfo struct {
 type frameKind uint8
 
 const (
-	frameBytes    frameKind = iota // a complete text frame
-	framePrepared                  // a frame shared by a fan-out
-	framePending                   // a slot a transform worker fills
+	frameText    frameKind = iota // a text frame; data is the payload
+	frameShared                   // a text frame shared by a fan-out (msg)
+	framePending                  // a slot a transform worker fills
 	framePing
+	framePong // data is the payload of the ping it answers
 	frameClose
 )
 
@@ -49,7 +52,7 @@ type frame struct {
 	kind    frameKind
 	size    int
 	data    []byte
-	pm      *websocket.PreparedMessage
+	msg     *message
 	pending *pendingFrame
 	code    int
 	reason  string
@@ -61,12 +64,15 @@ type pendingFrame struct {
 	data []byte
 }
 
-// client is one connection. The handler goroutine reads; the writer
-// goroutine writes; everything else only enqueues.
+// client is one connection. Its reader goroutine reads; a writer goroutine,
+// started when frames are queued and gone when the queue is empty, writes;
+// everything else only enqueues.
 type client struct {
 	h           *Helper
 	id          string
 	conn        *websocket.Conn
+	netConn     net.Conn // conn's socket, written directly on the raw path
+	raw         bool     // frames are framed here and written in batches
 	remoteAddr  string
 	req         *http.Request // the upgrade request, for AuthenticateRequest
 	connectedAt time.Time
@@ -86,15 +92,19 @@ type client struct {
 	closing         bool
 	pending         bool // counted in Helper.pending until authenticated or gone
 	queue           []frame
+	spare           []frame // the writer's last batch, reused
 	queued          int
 	backpressured   bool
+	writing         bool          // a writer goroutine is running
+	writerDone      bool          // the close frame was written, or a write failed
+	closeSent       chan struct{} // closed once the close frame is out (or never will be)
+	finished        bool          // reading has ended
 
 	// rooms and removed are guarded by h.mu, the index lock.
 	rooms   map[string]struct{}
 	removed bool
 	indexed bool // in the user index and wanting ws:client:{id}
 
-	wake chan struct{}
 	done chan struct{} // closed when reading has ended
 
 	// The rate limiter's bucket; only the reader goroutine touches it.
@@ -132,17 +142,36 @@ func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *cli
 		cancel:      cancel,
 		state:       protocol.StateUnauthorized,
 		rooms:       make(map[string]struct{}),
-		wake:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
 	c.lastActivity.Store(now.UnixNano())
 	return c
 }
 
-func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// startWriterLocked reports whether the caller must start a writer
+// goroutine for frames it just queued; c.mu must be held.
+func (c *client) startWriterLocked() bool {
+	if c.writing || c.writerDone || c.finished || len(c.queue) == 0 {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// startWriter runs the writer. The reader goroutine of a connection that has
+// not finished is counted by the Helper, so counting the writer cannot race
+// with Shutdown's wait reaching zero.
+func (c *client) startWriter() {
+	c.h.conns.goAlways(c.writeLoop)
+}
+
+// kick starts a writer if frames wait and none runs.
+func (c *client) kick() {
+	c.mu.Lock()
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		c.startWriter()
 	}
 }
 
@@ -159,9 +188,10 @@ func (c *client) getState() (protocol.ClientState, string) {
 }
 
 // enqueueLocked appends f; c.mu must be held. It applies the backpressure
-// policy and reports whether f was queued and whether the client must be
-// closed for going over the limit.
-func (c *client) enqueueLocked(f frame) (queued, overLimit bool) {
+// policy and reports whether f was queued, whether the client must be
+// closed for going over the limit, and whether the caller must start a
+// writer (startWriter, after unlocking).
+func (c *client) enqueueLocked(f frame) (queued, overLimit, start bool) {
 	limit := c.h.cfg.BackpressureLimit
 	if c.queued > 0 && c.queued+f.size > limit {
 		if !c.backpressured {
@@ -169,11 +199,11 @@ func (c *client) enqueueLocked(f frame) (queued, overLimit bool) {
 			c.h.stats.backpressureEvents.Add(1)
 		}
 		c.h.stats.dropped.Add(1)
-		return false, c.h.cfg.CloseOnBackpressureLimit
+		return false, c.h.cfg.CloseOnBackpressureLimit, false
 	}
 	c.queue = append(c.queue, f)
 	c.queued += f.size
-	return true, false
+	return true, false, c.startWriterLocked()
 }
 
 // sendSystem queues a system frame (error, connected): it is sent in
@@ -184,11 +214,13 @@ func (c *client) sendSystem(data []byte) {
 		c.mu.Unlock()
 		return
 	}
-	ok, over := c.enqueueLocked(frame{kind: frameBytes, size: len(data), data: data})
+	ok, over, start := c.enqueueLocked(frame{kind: frameText, size: len(data), data: data})
 	c.mu.Unlock()
+	if start {
+		c.startWriter()
+	}
 	if ok {
 		c.h.stats.out.Add(1)
-		c.signal()
 	} else if over {
 		c.close(protocol.ClosePolicyViolation, protocol.ReasonBackpressure, true)
 	}
@@ -197,6 +229,21 @@ func (c *client) sendSystem(data []byte) {
 // sendError queues {"event":"error","data":{"message":msg}}.
 func (c *client) sendError(msg string) {
 	c.sendSystem(errorFrame(msg))
+}
+
+// sendControl queues a ping or a pong (raw path only).
+func (c *client) sendControl(kind frameKind, data []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, frame{kind: kind, data: data})
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		c.startWriter()
+	}
 }
 
 // close starts closing the connection: nothing more is accepted from or
@@ -209,6 +256,10 @@ func (c *client) close(code int, reason string, discard bool) {
 		return
 	}
 	c.closing = true
+	c.closeSent = make(chan struct{})
+	if c.writerDone || c.finished {
+		close(c.closeSent)
+	}
 	if discard {
 		c.dropQueueLocked()
 	}
@@ -219,16 +270,19 @@ func (c *client) close(code int, reason string, discard bool) {
 	}
 	cancelAuth := c.authCancel
 	c.authCancel = nil
+	start := c.startWriterLocked()
 	c.mu.Unlock()
 	if cancelAuth != nil {
 		cancelAuth()
 	}
-	c.signal()
+	if start {
+		c.startWriter()
+	}
 }
 
 func (c *client) dropQueueLocked() {
 	for _, f := range c.queue {
-		if f.kind != frameClose && f.kind != framePing {
+		if f.kind != frameClose && f.kind != framePing && f.kind != framePong {
 			c.h.stats.dropped.Add(1)
 		}
 	}
@@ -237,55 +291,169 @@ func (c *client) dropQueueLocked() {
 	c.queued = 0
 }
 
-// writeLoop is the connection's only writer. It exits when the close frame
-// was written, a write fails, or reading has ended. Queued frames are taken
-// in batches so that a busy client costs one lock round trip per batch.
-func (c *client) writeLoop() {
-	var spare []frame
-	for {
+// markWriterDoneLocked records that nothing more will be written.
+func (c *client) markWriterDoneLocked() {
+	c.writerDone = true
+	c.writing = false
+	if c.closeSent != nil {
 		select {
-		case <-c.wake:
-		case <-c.done:
-			return
-		}
-		for {
-			c.mu.Lock()
-			batch := c.queue
-			c.queue = spare
-			c.mu.Unlock()
-			if len(batch) == 0 {
-				spare = batch
-				break
-			}
-			for i := range batch {
-				stop := c.writeFrame(&batch[i])
-				batch[i] = frame{}
-				if stop {
-					return
-				}
-			}
-			spare = batch[:0]
-			if cap(spare) > maxSpareFrames {
-				spare = nil
-			}
+		case <-c.closeSent:
+		default:
+			close(c.closeSent)
 		}
 	}
 }
 
-// maxSpareFrames bounds the batch slice a writer keeps between bursts.
-const maxSpareFrames = 1024
+// writeLoop writes what is queued, batch by batch, and exits when the queue
+// is empty (the next enqueue starts a new one), when the close frame was
+// written, or when a write fails. One runs at a time per connection.
+func (c *client) writeLoop() {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue = c.spare
+		c.spare = nil
+		c.mu.Unlock()
 
-// writeFrame writes one frame and reports whether the writer must stop.
-func (c *client) writeFrame(f *frame) bool {
+		stop, written := c.writeBatch(batch)
+
+		c.mu.Lock()
+		c.queued -= written
+		if c.queued <= 0 {
+			c.queued = 0
+			c.backpressured = false
+		}
+		clear(batch)
+		if cap(batch) <= maxSpareFrames {
+			c.spare = batch[:0]
+		}
+		if stop {
+			c.markWriterDoneLocked()
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// maxSpareFrames bounds the batch slice a connection keeps between bursts.
+const maxSpareFrames = 64
+
+// writeBatch writes frames in order and reports whether the writer must stop
+// and how many queued bytes went out.
+func (c *client) writeBatch(batch []frame) (stop bool, written int) {
+	if !c.raw {
+		for i := range batch {
+			written += batch[i].size
+			if c.writeFrameGorilla(&batch[i]) {
+				return true, written
+			}
+		}
+		return false, written
+	}
+	w := rawWriter{c: c}
+	for i := range batch {
+		f := &batch[i]
+		written += f.size
+		switch f.kind {
+		case frameText:
+			w.add(opText, f.data)
+		case frameShared:
+			w.add(opText, f.msg.frame)
+		case framePending:
+			select {
+			case <-f.pending.done:
+			default:
+				// Not transformed yet: send what precedes it, then wait.
+				if w.flush() != nil {
+					return true, written
+				}
+				select {
+				case <-f.pending.done:
+				case <-c.done:
+					return true, written
+				}
+			}
+			if f.pending.data != nil {
+				w.add(opText, f.pending.data)
+			}
+		case framePing:
+			w.add(opPing, nil)
+		case framePong:
+			w.add(opPong, f.data)
+		case frameClose:
+			w.add(opClose, websocket.FormatCloseMessage(f.code, f.reason))
+			_ = w.flush()
+			c.afterClose()
+			return true, written
+		}
+	}
+	return w.flush() != nil, written
+}
+
+// readMessage reads one message, at most limit bytes of it: a longer one is
+// reported as tooBig (and its rest skipped by the next call). The limit is
+// enforced here rather than by gorilla, which would write its own close
+// frame from the reader goroutine.
+func (c *client) readMessage(limit int64) (mt int, data []byte, tooBig bool, err error) {
+	mt, r, err := c.conn.NextReader()
+	if err != nil {
+		return 0, nil, false, err
+	}
+	data, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if int64(len(data)) > limit {
+		return mt, nil, true, nil
+	}
+	return mt, data, false, nil
+}
+
+// waitCloseSent waits at most d for the close frame to be written.
+func (c *client) waitCloseSent(d time.Duration) {
+	c.mu.Lock()
+	ch := c.closeSent
+	c.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-c.done:
+	}
+}
+
+// afterClose gives the peer a moment to answer the close frame, then lets
+// the reader fail so that the connection is cleaned up.
+func (c *client) afterClose() {
+	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+// writeFrameGorilla writes one frame through gorilla (used when
+// permessage-deflate was negotiated) and reports whether to stop.
+func (c *client) writeFrameGorilla(f *frame) bool {
 	deadline := time.Now().Add(c.h.cfg.WriteTimeout)
 	var err error
 	switch f.kind {
-	case frameBytes:
+	case frameText:
 		_ = c.conn.SetWriteDeadline(deadline)
 		err = c.conn.WriteMessage(websocket.TextMessage, f.data)
-	case framePrepared:
+	case frameShared:
 		_ = c.conn.SetWriteDeadline(deadline)
-		err = c.conn.WritePreparedMessage(f.pm)
+		if pm := f.msg.prepared(); pm != nil {
+			err = c.conn.WritePreparedMessage(pm)
+		} else {
+			err = c.conn.WriteMessage(websocket.TextMessage, f.msg.frame)
+		}
 	case framePending:
 		select {
 		case <-f.pending.done:
@@ -298,21 +466,14 @@ func (c *client) writeFrame(f *frame) bool {
 		}
 	case framePing:
 		err = c.conn.WriteControl(websocket.PingMessage, nil, deadline)
+	case framePong:
+		err = c.conn.WriteControl(websocket.PongMessage, f.data, deadline)
 	case frameClose:
 		_ = c.conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(f.code, f.reason), deadline)
-		// Give the peer a moment to answer the close, then let the
-		// reader fail so the handler goroutine cleans up.
-		_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		c.afterClose()
 		return true
 	}
-	c.mu.Lock()
-	c.queued -= f.size
-	if c.queued <= 0 {
-		c.queued = 0
-		c.backpressured = false
-	}
-	c.mu.Unlock()
 	if err != nil {
 		c.h.logDebug("write failed", c.id, err)
 		_ = c.conn.Close()

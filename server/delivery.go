@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
@@ -12,13 +13,24 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
 
-// message is one application message on its way out: encoded once, framed
-// once for every plain recipient.
+// message is one application message on its way out: encoded once; its
+// bytes are shared by every plain recipient.
 type message struct {
 	event string
 	data  json.RawMessage // nil: the frame has no data
 	frame []byte
-	pm    *websocket.PreparedMessage
+
+	pmOnce sync.Once
+	pm     *websocket.PreparedMessage
+}
+
+// prepared frames the message once for the connections that negotiated
+// permessage-deflate (gorilla compresses per connection setting).
+func (m *message) prepared() *websocket.PreparedMessage {
+	m.pmOnce.Do(func() {
+		m.pm, _ = websocket.NewPreparedMessage(websocket.TextMessage, m.frame)
+	})
+	return m.pm
 }
 
 // newMessage encodes event and data. data may be json.RawMessage or []byte
@@ -72,17 +84,12 @@ type transformJob struct {
 }
 
 // deliver queues m for every recipient that is authenticated and not in
-// exclude. It never blocks: plain recipients share one prepared frame,
-// encrypted ones get an ordered slot that transform workers fill.
+// exclude. It never blocks and allocates nothing per plain recipient: they
+// share m's bytes; encrypted ones get an ordered slot that transform workers
+// fill.
 func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]struct{}) int {
 	if len(recipients) == 0 {
 		return 0
-	}
-	if len(recipients) > 1 && m.pm == nil {
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.frame)
-		if err == nil {
-			m.pm = pm
-		}
 	}
 	var jobs []transformJob
 	var overLimit []*client
@@ -98,19 +105,17 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 			c.mu.Unlock()
 			continue
 		}
-		var f frame
 		var slot *pendingFrame
-		switch {
-		case c.encrypted && h.opts.OutboundTransformer != nil:
+		f := frame{kind: frameShared, size: len(m.frame), msg: m}
+		if c.encrypted && h.opts.OutboundTransformer != nil {
 			slot = &pendingFrame{done: make(chan struct{})}
 			f = frame{kind: framePending, size: len(m.frame), pending: slot}
-		case m.pm != nil:
-			f = frame{kind: framePrepared, size: len(m.frame), pm: m.pm}
-		default:
-			f = frame{kind: frameBytes, size: len(m.frame), data: m.frame}
 		}
-		ok, over := c.enqueueLocked(f)
+		ok, over, start := c.enqueueLocked(f)
 		c.mu.Unlock()
+		if start {
+			c.startWriter()
+		}
 		if !ok {
 			if over {
 				overLimit = append(overLimit, c)
@@ -121,7 +126,6 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		if slot != nil {
 			jobs = append(jobs, transformJob{c: c, slot: slot})
 		}
-		c.signal()
 	}
 	h.stats.out.Add(uint64(delivered))
 	for _, c := range overLimit {

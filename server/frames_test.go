@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -423,4 +424,43 @@ func TestCallbacksCanReachTheHelper(t *testing.T) {
 	if server.FromContext(context.Background()) != nil {
 		t.Error("helper from an unrelated context")
 	}
+}
+
+func TestPeerCloseIsEchoed(t *testing.T) {
+	ts := startServer(t, nil, server.Options{})
+	c := ts.connect(t, "bye")
+	if err := c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4321, "leaving")); err != nil {
+		t.Fatal(err)
+	}
+	c.expectClose(4321, "")
+}
+
+func TestPerMessageDeflateClients(t *testing.T) {
+	ts := startServer(t, nil, server.Options{Config: server.Config{PerMessageDeflate: true}})
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout, EnableCompression: true}
+	conn, resp, err := d.Dial(ts.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("Sec-Websocket-Extensions"); !strings.Contains(got, "permessage-deflate") {
+		t.Fatalf("compression not negotiated: %q", got)
+	}
+	compressed := &wsClient{t: t, conn: conn}
+	t.Cleanup(func() { _ = conn.Close() })
+	compressed.auth("zip")
+	plain := ts.connect(t, "plain")
+	big := strings.Repeat("abc", 5000)
+	for i := range 3 {
+		if err := ts.h.Broadcast("big", map[string]any{"i": i, "s": big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*wsClient{compressed, plain} {
+		for i := range 3 {
+			c.expectData("big", `{"i":`+strconv.Itoa(i)+`,"s":"`+big+`"}`)
+		}
+		c.probe()
+	}
+	_ = compressed.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	compressed.expectClose(websocket.CloseNormalClosure, "")
 }

@@ -303,12 +303,21 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("upgrade failed", zap.Error(err))
 		return
 	}
-	h.serveConn(conn, r)
+	// The connection gets a goroutine of its own and this handler returns,
+	// so that net/http's per-connection state (its buffered reader and
+	// writer, a deep stack) is freed while the WebSocket lives on.
+	h.conns.goAlways(func() { h.serveConn(conn, r) })
 }
 
 func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
 	c := newClient(h, uuid.NewString(), conn, r)
 	c.pending = true
+	c.netConn = conn.UnderlyingConn()
+	// With permessage-deflate gorilla must compress each frame, so such
+	// connections are written through gorilla; all others take the raw
+	// path (frames batched into one write).
+	c.raw = !(h.cfg.PerMessageDeflate &&
+		strings.Contains(strings.ToLower(r.Header.Get("Sec-WebSocket-Extensions")), "permessage-deflate"))
 	h.mu.Lock()
 	h.clients[c.id] = c
 	h.mu.Unlock()
@@ -320,7 +329,6 @@ func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
 	})
 	c.mu.Unlock()
 
-	h.conns.goAlways(c.writeLoop)
 	h.readLoop(c)
 	h.finish(c)
 }
@@ -328,7 +336,6 @@ func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
 // readLoop reads frames until the connection fails or closes.
 func (h *Helper) readLoop(c *client) {
 	conn := c.conn
-	conn.SetReadLimit(h.cfg.MaxPayloadLength)
 	idle := h.cfg.IdleTimeout
 	_ = conn.SetReadDeadline(time.Now().Add(idle))
 	conn.SetPongHandler(func(string) error {
@@ -341,19 +348,39 @@ func (h *Helper) readLoop(c *client) {
 		if !c.isClosing() {
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
 		}
+		if c.raw {
+			c.sendControl(framePong, []byte(data))
+			return nil
+		}
 		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(h.cfg.WriteTimeout))
 		if errors.Is(err, websocket.ErrCloseSent) {
 			return nil
 		}
 		return err
 	})
+	if c.raw {
+		// Answer the peer's close through the writer (the only one that
+		// writes to a raw connection) and give it a moment to go out.
+		conn.SetCloseHandler(func(code int, _ string) error {
+			if code == websocket.CloseNoStatusReceived {
+				code = websocket.CloseNormalClosure
+			}
+			c.close(code, "", true)
+			c.waitCloseSent(closeEchoWait)
+			return nil
+		})
+	}
 	for {
-		mt, data, err := conn.ReadMessage()
+		mt, data, tooBig, err := c.readMessage(h.cfg.MaxPayloadLength)
 		if err != nil {
 			h.logDebug("read ended", c.id, err)
 			return
 		}
 		if c.isClosing() {
+			continue
+		}
+		if tooBig {
+			c.close(websocket.CloseMessageTooBig, "", true)
 			continue
 		}
 		if mt == websocket.TextMessage && !utf8.Valid(data) {
@@ -375,11 +402,19 @@ func (h *Helper) readLoop(c *client) {
 	}
 }
 
+// closeEchoWait bounds how long the reader waits for the echo of a close the
+// peer started to be written.
+const closeEchoWait = time.Second
+
 // finish runs once per connection when reading has ended: it removes the
 // client from every index and calls ClientDisconnected.
 func (h *Helper) finish(c *client) {
 	c.mu.Lock()
 	c.closing = true
+	c.finished = true
+	if c.closeSent != nil && !c.writing {
+		c.markWriterDoneLocked()
+	}
 	wasAuthenticated := c.state == protocol.StateAuthenticated
 	c.state = protocol.StateDisconnected
 	if c.authTimer != nil {
@@ -507,12 +542,7 @@ func (h *Helper) sweepLoop() {
 			h.sweepHeartbeats(time.Now())
 		case <-pingC:
 			for _, c := range h.allClients() {
-				c.mu.Lock()
-				if !c.closing {
-					c.queue = append(c.queue, frame{kind: framePing})
-				}
-				c.mu.Unlock()
-				c.signal()
+				c.sendControl(framePing, nil)
 			}
 		}
 	}

@@ -254,10 +254,14 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		c.pending = false
 		h.pending.Add(-1)
 	}
-	c.queue = append(c.queue, frame{kind: frameBytes, size: len(connected), data: connected})
+	c.queue = append(c.queue, frame{kind: frameText, size: len(connected), data: connected})
 	c.queued += len(connected)
+	start := c.startWriterLocked()
+	c.req = nil // the upgrade request is kept only for authentication
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		c.startWriter()
+	}
 	h.stats.out.Add(1)
 	h.stats.authenticated.Add(1)
 	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {
