@@ -285,6 +285,9 @@ const idleConns = 2000
 // connects and closes idleConns clients.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	raiseFileLimit(b, 2*idleConns+1024)
+	// Idle connections give up their writer goroutine after a quiet
+	// period; shorten it so the benchmark measures the steady idle state.
+	defer server.SetWriterIdle(20 * time.Millisecond)()
 	ts := startServer(b, nil, server.Options{Config: benchConfig()})
 	var heap, stack, goroutines, connectNs float64
 	var iters int
@@ -302,6 +305,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			c.br, c.buf, c.wbuf = nil, nil, nil
 		}
 		connectNs += float64(time.Since(t0).Nanoseconds()) / idleConns
+		eventually(b, "idle writers retired", func() bool { return runtime.NumGoroutine() <= g0+idleConns+8 })
 		runtime.GC()
 		runtime.ReadMemStats(&ms1)
 		heap += (float64(ms1.HeapInuse) - float64(ms0.HeapInuse)) / idleConns

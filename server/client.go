@@ -96,6 +96,9 @@ type client struct {
 	queued          int
 	backpressured   bool
 	writing         bool          // a writer goroutine is running
+	parked          bool          // it waits on wake for frames
+	active          bool          // it wrote since the sweeper last looked
+	retire          bool          // the sweeper asked it to exit
 	writerDone      bool          // the close frame was written, or a write failed
 	closeSent       chan struct{} // closed once the close frame is out (or never will be)
 	finished        bool          // reading has ended
@@ -106,6 +109,7 @@ type client struct {
 	indexed bool // in the user index and wanting ws:client:{id}
 
 	done chan struct{} // closed when reading has ended
+	wake chan struct{} // wakes the parked writer
 
 	// The rate limiter's bucket; only the reader goroutine touches it.
 	tokens     float64
@@ -143,36 +147,67 @@ func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *cli
 		state:       protocol.StateUnauthorized,
 		rooms:       make(map[string]struct{}),
 		done:        make(chan struct{}),
+		wake:        make(chan struct{}, 1),
 	}
 	c.lastActivity.Store(now.UnixNano())
 	return c
 }
 
-// startWriterLocked reports whether the caller must start a writer
-// goroutine for frames it just queued; c.mu must be held.
-func (c *client) startWriterLocked() bool {
-	if c.writing || c.writerDone || c.finished || len(c.queue) == 0 {
-		return false
+// writerAction is what a caller must do, after unlocking, for the frames
+// it just queued.
+type writerAction uint8
+
+const (
+	actNone  writerAction = iota
+	actStart              // start a writer goroutine
+	actWake               // wake the parked writer
+)
+
+// startWriterLocked says what the caller must do so that queued frames get
+// written; c.mu must be held.
+func (c *client) startWriterLocked() writerAction {
+	if c.writerDone || c.finished || len(c.queue) == 0 {
+		return actNone
 	}
-	c.writing = true
-	return true
+	if !c.writing {
+		c.writing = true
+		return actStart
+	}
+	if c.parked {
+		c.parked = false
+		return actWake
+	}
+	return actNone
 }
 
-// startWriter runs the writer. The reader goroutine of a connection that has
-// not finished is counted by the Helper, so counting the writer cannot race
-// with Shutdown's wait reaching zero.
-func (c *client) startWriter() {
-	c.h.conns.goAlways(c.writeLoop)
+// startWriter carries out act. The reader goroutine of a connection that has
+// not finished is counted by the Helper, so counting a new writer cannot
+// race with Shutdown's wait reaching zero.
+func (c *client) startWriter(act writerAction) {
+	switch act {
+	case actStart:
+		c.h.conns.goAlways(c.writeLoop)
+	case actWake:
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// kick starts a writer if frames wait and none runs.
-func (c *client) kick() {
+// retireIfIdle ends the parked writer of a connection that wrote nothing
+// since the last call, so that idle connections hold no writer goroutine.
+func (c *client) retireIfIdle() {
 	c.mu.Lock()
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	if start {
-		c.startWriter()
+	if c.parked && !c.active {
+		c.parked = false
+		c.retire = true
+		c.mu.Unlock()
+		c.startWriter(actWake)
+		return
 	}
+	c.active = false
+	c.mu.Unlock()
 }
 
 func (c *client) isClosing() bool {
@@ -191,7 +226,7 @@ func (c *client) getState() (protocol.ClientState, string) {
 // policy and reports whether f was queued, whether the client must be
 // closed for going over the limit, and whether the caller must start a
 // writer (startWriter, after unlocking).
-func (c *client) enqueueLocked(f frame) (queued, overLimit, start bool) {
+func (c *client) enqueueLocked(f frame) (queued, overLimit bool, start writerAction) {
 	limit := c.h.cfg.BackpressureLimit
 	if c.queued > 0 && c.queued+f.size > limit {
 		if !c.backpressured {
@@ -199,7 +234,7 @@ func (c *client) enqueueLocked(f frame) (queued, overLimit, start bool) {
 			c.h.stats.backpressureEvents.Add(1)
 		}
 		c.h.stats.dropped.Add(1)
-		return false, c.h.cfg.CloseOnBackpressureLimit, false
+		return false, c.h.cfg.CloseOnBackpressureLimit, actNone
 	}
 	c.queue = append(c.queue, f)
 	c.queued += f.size
@@ -216,9 +251,7 @@ func (c *client) sendSystem(data []byte) {
 	}
 	ok, over, start := c.enqueueLocked(frame{kind: frameText, size: len(data), data: data})
 	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.startWriter(start)
 	if ok {
 		c.h.stats.out.Add(1)
 	} else if over {
@@ -241,9 +274,7 @@ func (c *client) sendControl(kind frameKind, data []byte) {
 	c.queue = append(c.queue, frame{kind: kind, data: data})
 	start := c.startWriterLocked()
 	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.startWriter(start)
 }
 
 // close starts closing the connection: nothing more is accepted from or
@@ -275,9 +306,7 @@ func (c *client) close(code int, reason string, discard bool) {
 	if cancelAuth != nil {
 		cancelAuth()
 	}
-	if start {
-		c.startWriter()
-	}
+	c.startWriter(start)
 }
 
 func (c *client) dropQueueLocked() {
@@ -294,7 +323,7 @@ func (c *client) dropQueueLocked() {
 // markWriterDoneLocked records that nothing more will be written.
 func (c *client) markWriterDoneLocked() {
 	c.writerDone = true
-	c.writing = false
+	c.writing, c.parked = false, false
 	if c.closeSent != nil {
 		select {
 		case <-c.closeSent:
@@ -304,20 +333,35 @@ func (c *client) markWriterDoneLocked() {
 	}
 }
 
-// writeLoop writes what is queued, batch by batch, and exits when the queue
-// is empty (the next enqueue starts a new one), when the close frame was
-// written, or when a write fails. One runs at a time per connection.
+// writeLoop writes what is queued, batch by batch. Between bursts it parks;
+// the sweeper retires it when the connection stays idle (the next frame
+// starts a new one). It exits for good when the close frame was written or
+// a write failed. One runs at a time per connection.
 func (c *client) writeLoop() {
 	for {
 		c.mu.Lock()
 		batch := c.queue
 		if len(batch) == 0 {
-			c.writing = false
+			if c.retire || c.writerDone || c.finished {
+				c.writing, c.parked, c.retire = false, false, false
+				c.mu.Unlock()
+				return
+			}
+			c.parked = true
 			c.mu.Unlock()
-			return
+			select {
+			case <-c.wake:
+				continue
+			case <-c.done:
+				c.mu.Lock()
+				c.writing, c.parked = false, false
+				c.mu.Unlock()
+				return
+			}
 		}
 		c.queue = c.spare
 		c.spare = nil
+		c.active, c.retire = true, false
 		c.mu.Unlock()
 
 		stop, written := c.writeBatch(batch)

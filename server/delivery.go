@@ -113,9 +113,7 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		}
 		ok, over, start := c.enqueueLocked(f)
 		c.mu.Unlock()
-		if start {
-			c.startWriter()
-		}
+		c.startWriter(start)
 		if !ok {
 			if over {
 				overLimit = append(overLimit, c)

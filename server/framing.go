@@ -38,6 +38,7 @@ type rawWriter struct {
 }
 
 type rawScratch struct {
+	nb   net.Buffers // handed to WriteTo; kept here so it does not escape per write
 	bufs [][]byte
 	hdr  []byte
 	flat []byte // for connections that are not TCP (TLS): one Write
@@ -76,8 +77,9 @@ func (w *rawWriter) flush() error {
 	_ = c.netConn.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 	var err error
 	if tcp, ok := c.netConn.(*net.TCPConn); ok {
-		bufs := net.Buffers(s.bufs)
-		_, err = bufs.WriteTo(tcp)
+		s.nb = s.bufs
+		_, err = s.nb.WriteTo(tcp)
+		s.nb = nil
 	} else {
 		s.flat = s.flat[:0]
 		for _, b := range s.bufs {

@@ -402,6 +402,10 @@ func (h *Helper) readLoop(c *client) {
 	}
 }
 
+// writerIdle is how long a connection's writer goroutine waits, parked, for
+// more frames before the sweeper ends it (between one and two periods).
+var writerIdle = 2 * time.Second
+
 // closeEchoWait bounds how long the reader waits for the echo of a close the
 // peer started to be written.
 const closeEchoWait = time.Second
@@ -412,7 +416,7 @@ func (h *Helper) finish(c *client) {
 	c.mu.Lock()
 	c.closing = true
 	c.finished = true
-	if c.closeSent != nil && !c.writing {
+	if c.closeSent != nil && (!c.writing || c.parked) {
 		c.markWriterDoneLocked()
 	}
 	wasAuthenticated := c.state == protocol.StateAuthenticated
@@ -528,6 +532,8 @@ func (h *Helper) allClients() []*client {
 func (h *Helper) sweepLoop() {
 	hb := time.NewTicker(h.cfg.HeartbeatInterval)
 	defer hb.Stop()
+	retire := time.NewTicker(writerIdle)
+	defer retire.Stop()
 	var pingC <-chan time.Time
 	if *h.cfg.SendPings {
 		pt := time.NewTicker(h.cfg.IdleTimeout / 2)
@@ -540,6 +546,10 @@ func (h *Helper) sweepLoop() {
 			return
 		case <-hb.C:
 			h.sweepHeartbeats(time.Now())
+		case <-retire.C:
+			for _, c := range h.allClients() {
+				c.retireIfIdle()
+			}
 		case <-pingC:
 			for _, c := range h.allClients() {
 				c.sendControl(framePing, nil)

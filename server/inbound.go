@@ -259,9 +259,7 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	start := c.startWriterLocked()
 	c.req = nil // the upgrade request is kept only for authentication
 	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.startWriter(start)
 	h.stats.out.Add(1)
 	h.stats.authenticated.Add(1)
 	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -181,5 +182,25 @@ func TestShutdownHonoursItsContext(t *testing.T) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("Shutdown did not return after its context ended")
+	}
+}
+
+func TestIdleConnectionsHoldOneGoroutine(t *testing.T) {
+	defer server.SetWriterIdle(20 * time.Millisecond)()
+	ts := startServer(t, nil, server.Options{})
+	base := runtime.NumGoroutine()
+	const n = 20
+	var clients []*wsClient
+	for i := range n {
+		clients = append(clients, ts.connect(t, strconv.Itoa(i)))
+	}
+	// Each connection: the server's reader, plus the test client's own
+	// reader-less conn (no goroutine). Writers are retired when idle.
+	eventually(t, "idle writers retired", func() bool { return runtime.NumGoroutine() <= base+n })
+	if err := ts.h.Broadcast("wake", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		c.expectData("wake", "1")
 	}
 }
