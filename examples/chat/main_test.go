@@ -15,6 +15,8 @@ import (
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/ignis-go/wscomponent/helpers/ecdh"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -300,13 +302,195 @@ func TestPage(t *testing.T) {
 		path, want string
 	}{
 		{"/", "<!doctype html>"},
-		{"/app.js", "new WebSocket("},
+		{"/app.js", "from '/ignis-ws-client.js'"},
 		{"/style.css", "#log"},
+		{"/ignis-ws-client.js", "export class IgnisSocket"},
 	} {
-		status, body := h.do(http.MethodGet, tt.path, "", nil)
+		status, header, body := h.doHeader(http.MethodGet, tt.path, "", nil)
 		if status != http.StatusOK || !strings.Contains(string(body), tt.want) {
 			t.Errorf("GET %s: status %d, body without %q", tt.path, status, tt.want)
 		}
+		if csp := header.Get("Content-Security-Policy"); csp != pageSecurityPolicy {
+			t.Errorf("GET %s: Content-Security-Policy %q, want %q", tt.path, csp, pageSecurityPolicy)
+		}
+	}
+	checkClientConfig(t, h, false)
+}
+
+// checkClientConfig checks GET /api/config, which tells the page its mode.
+func checkClientConfig(t *testing.T, h *harness, encrypted bool) {
+	t.Helper()
+	status, body := h.do(http.MethodGet, "/api/config", "", nil)
+	var got map[string]any
+	if status != http.StatusOK || json.Unmarshal(body, &got) != nil || len(got) != 1 || got["encrypted"] != encrypted {
+		t.Errorf("GET /api/config: status %d, body %s; want {\"encrypted\":%v}", status, body, encrypted)
+	}
+}
+
+// encClient is a Go client of the encrypted mode. It does what the page's
+// IgnisSocket does: a P-256 key in the authenticate payload, the message key
+// derived from the "connected" frame, and every frame after that sealed in
+// both directions.
+type encClient struct {
+	*wsClient
+	priv *ecdh.PrivateKey
+	key  *ecdh.Key
+}
+
+func (h *harness) dialEncrypted() *encClient {
+	h.t.Helper()
+	priv, err := ecdh.GenerateKey()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return &encClient{wsClient: h.dial(), priv: priv}
+}
+
+// authenticate sends the token and the client's public key, and derives the
+// key from the server's public key and salt in "connected".
+func (c *encClient) authenticate(token string) (clientID string) {
+	c.t.Helper()
+	c.send("authenticate", map[string]string{"token": token, "publicKey": c.priv.PublicKeyBase64()})
+	f := c.wsClient.waitFor("connected", func(f frame) bool { return f.Event == "connected" })
+	var data struct {
+		ID              string `json:"id"`
+		UserID          string `json:"userId"`
+		ServerPublicKey string `json:"serverPublicKey"`
+		Salt            string `json:"salt"`
+	}
+	if err := json.Unmarshal(f.Data, &data); err != nil || data.ID == "" || data.UserID == "" {
+		c.t.Fatalf("connected: bad data %s (%v)", f.Data, err)
+	}
+	key, err := ecdh.DeriveKey(c.priv, data.ServerPublicKey, data.Salt)
+	if err != nil {
+		c.t.Fatalf("connected %s: derive key: %v", f.Data, err)
+	}
+	c.key = key
+	return data.ID
+}
+
+// sendSealed sends {"event":"encrypted","data":<sealed {"event","data"}>}.
+func (c *encClient) sendSealed(event string, data any) {
+	c.t.Helper()
+	sealed, err := c.key.EncryptJSON(map[string]any{"event": event, "data": data}, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.send("encrypted", sealed)
+}
+
+// waitFor opens frames until match accepts one. After "connected", the
+// server sends this client nothing in plaintext: a plaintext frame fails
+// the test, and so does one that does not decrypt.
+func (c *encClient) waitFor(what string, match func(frame) bool) frame {
+	c.t.Helper()
+	for {
+		f, err := c.read()
+		if err != nil {
+			c.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if f.Event != "encrypted" {
+			c.t.Fatalf("waiting for %s: got a plaintext %q frame: %s", what, f.Event, f.Data)
+		}
+		var sealed ecdh.Sealed
+		if err := json.Unmarshal(f.Data, &sealed); err != nil {
+			c.t.Fatalf("encrypted frame: bad data %s", f.Data)
+		}
+		var inner frame
+		if err := c.key.DecryptJSON(sealed, nil, &inner); err != nil {
+			c.t.Fatalf("encrypted frame: %v", err)
+		}
+		if match(inner) {
+			return inner
+		}
+	}
+}
+
+func (c *encClient) waitChat(text string) chatMessage {
+	c.t.Helper()
+	var msg chatMessage
+	c.waitFor("chat "+text, func(f frame) bool {
+		if f.Event != eventChat {
+			return false
+		}
+		if err := json.Unmarshal(f.Data, &msg); err != nil {
+			c.t.Fatalf("chat: bad data %s", f.Data)
+		}
+		return msg.Text == text
+	})
+	return msg
+}
+
+func (c *encClient) waitError(message string) {
+	c.t.Helper()
+	c.waitFor("error "+message, func(f frame) bool {
+		var data struct {
+			Message string `json:"message"`
+		}
+		return f.Event == "error" && json.Unmarshal(f.Data, &data) == nil && data.Message == message
+	})
+}
+
+// joinRoom is wsClient.joinRoom with sealed frames.
+func (c *encClient) joinRoom(room, name string) {
+	c.t.Helper()
+	c.sendSealed("join", map[string]any{"rooms": []string{room}})
+	probe := name + " joined " + room
+	c.sendSealed(eventChat, chatRequest{Room: room, Text: probe})
+	if got := c.waitChat(probe); got.From != name || got.Room != room {
+		c.t.Fatalf("own chat: got %+v", got)
+	}
+}
+
+func TestEncryptedChat(t *testing.T) {
+	h := startAppWith(t, config{Encrypt: true})
+	checkClientConfig(t, h, true)
+	status, header, body := h.doHeader(http.MethodGet, "/ignis-ws-client.js", "", nil)
+	if ct := header.Get("Content-Type"); status != http.StatusOK || !strings.HasPrefix(ct, "text/javascript") ||
+		!strings.Contains(string(body), "export class IgnisSocket") {
+		t.Errorf("GET /ignis-ws-client.js: status %d, Content-Type %q; want 200, text/javascript, the module", status, ct)
+	}
+
+	alice, bob := h.login("alice"), h.login("bob")
+	a, b := h.dialEncrypted(), h.dialEncrypted()
+	a.authenticate(alice)
+	b.authenticate(bob)
+	a.joinRoom("lobby", "alice")
+	b.joinRoom("lobby", "bob")
+
+	a.sendSealed(eventChat, chatRequest{Room: "lobby", Text: "  hello bob, privately  "})
+	if got := b.waitChat("hello bob, privately"); got.From != "alice" || got.Room != "lobby" || got.At.IsZero() {
+		t.Errorf("bob got %+v, want from alice in lobby with a time", got)
+	}
+
+	// Messages from server code are sealed for each client too.
+	status, body = h.do(http.MethodPost, "/api/rooms/lobby/messages", bob, map[string]string{"text": "from the server"})
+	if status != http.StatusAccepted {
+		t.Fatalf("POST message: status %d: %s", status, body)
+	}
+	for name, c := range map[string]*encClient{"alice": a, "bob": b} {
+		if got := c.waitChat("from the server"); got.From != "server:bob" || got.Room != "lobby" {
+			t.Errorf("%s got %+v, want from server:bob", name, got)
+		}
+	}
+
+	// The app's error replies are sealed; leave works sealed.
+	a.sendSealed(eventChat, chatRequest{Room: "elsewhere", Text: "hi"})
+	a.waitError("Join the room before sending to it")
+	b.sendSealed("leave", map[string]any{"rooms": []string{"lobby"}})
+	b.sendSealed(eventChat, chatRequest{Room: "lobby", Text: "am I gone?"})
+	b.waitError("Join the room before sending to it")
+}
+
+func TestEncryptionRequired(t *testing.T) {
+	h := startAppWith(t, config{Encrypt: true})
+	c := h.dial()
+	c.send("authenticate", map[string]string{"token": h.login("eve")}) // no publicKey
+	c.waitError("Encryption handshake failed")
+	_, err := c.read()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4004 {
+		t.Fatalf("after an authenticate without publicKey: %v, want close 4004", err)
 	}
 }
 
@@ -437,18 +621,24 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "environment",
 			env: map[string]string{"ADDR": ":9000", "REDIS_URL": "redis://r:6379/1",
-				"TOKEN_SECRET": "0123456789abcdef", "TOKEN_TTL": "1h", "PRODUCTION": "true"},
+				"TOKEN_SECRET": "0123456789abcdef", "TOKEN_TTL": "1h", "PRODUCTION": "true", "ENCRYPT": "true"},
 			want: config{Addr: ":9000", RedisURL: "redis://r:6379/1", TokenSecret: []byte("0123456789abcdef"),
-				TokenTTL: time.Hour, Production: true},
+				TokenTTL: time.Hour, Production: true, Encrypt: true},
 		},
 		{
 			name: "flags win",
-			args: []string{"-addr", "127.0.0.1:8081", "-redis-url", "redis://b:6379/0", "-token-ttl", "2m", "-production=false"},
-			env:  map[string]string{"ADDR": ":9000", "REDIS_URL": "redis://r:6379/1", "PRODUCTION": "1"},
+			args: []string{"-addr", "127.0.0.1:8081", "-redis-url", "redis://b:6379/0", "-token-ttl", "2m", "-production=false", "-encrypt=false"},
+			env:  map[string]string{"ADDR": ":9000", "REDIS_URL": "redis://r:6379/1", "PRODUCTION": "1", "ENCRYPT": "1"},
 			want: config{Addr: "127.0.0.1:8081", RedisURL: "redis://b:6379/0", TokenSecret: []byte{}, TokenTTL: 2 * time.Minute},
 		},
 		{name: "short secret", env: map[string]string{"TOKEN_SECRET": "short"}, wantErr: true},
+		{
+			name: "encrypt flag",
+			args: []string{"-encrypt"},
+			want: config{Addr: defaultAddr, TokenSecret: []byte{}, TokenTTL: defaultTokenTTL, Encrypt: true},
+		},
 		{name: "bad ttl", env: map[string]string{"TOKEN_TTL": "soon"}, wantErr: true},
+		{name: "bad encrypt", env: map[string]string{"ENCRYPT": "maybe"}, wantErr: true},
 		{name: "negative ttl", args: []string{"-token-ttl", "-1s"}, wantErr: true},
 		{name: "stray argument", args: []string{"extra"}, wantErr: true},
 	} {
@@ -464,7 +654,7 @@ func TestParseConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Addr != tt.want.Addr || got.RedisURL != tt.want.RedisURL || !bytes.Equal(got.TokenSecret, tt.want.TokenSecret) ||
-				got.TokenTTL != tt.want.TokenTTL || got.Production != tt.want.Production {
+				got.TokenTTL != tt.want.TokenTTL || got.Production != tt.want.Production || got.Encrypt != tt.want.Encrypt {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})

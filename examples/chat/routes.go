@@ -63,7 +63,8 @@ func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *se
 	e.FileFS("/style.css", "style.css", page, pageHeaders)
 	// The browser client the page imports. It is served in both modes: the
 	// page uses it for plaintext connections too.
-	e.GET("/"+encryption.ClientJSName, echo.WrapHandler(encryption.JSHandler()), pageHeaders)
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/"+encryption.ClientJSName,
+		echo.WrapHandler(encryption.JSHandler()), pageHeaders)
 }
 
 // pageHeaders adds the security and caching headers of the page's files.

@@ -122,6 +122,8 @@ function showLogin(message) {
   state.token = null;
   state.rooms = new Set();
   state.selected = null;
+  ui.log.replaceChildren(); // the next user of this tab does not see them
+  renderRooms();
   ui.chat.hidden = true;
   ui.login.hidden = false;
   setStatus('Not connected');
