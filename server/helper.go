@@ -46,6 +46,7 @@ type Helper struct {
 
 	redisDownSince atomic.Int64 // unix nanoseconds; 0 while subscribed
 	interest       *interest    // nil in pattern mode
+	pub            *publisher
 
 	conns group // handler, writer, auth and transform goroutines
 	bg    group // Redis receive loop and sweeper
@@ -96,6 +97,7 @@ func New(opts Options) (*Helper, error) {
 	if cfg.RedisRouting == RoutingInterest {
 		h.interest = newInterest()
 	}
+	h.pub = &publisher{wake: make(chan struct{}, 1)}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
 		ReadBufferSize:    readBufferSize,
@@ -178,6 +180,7 @@ func (h *Helper) Configure(ctx context.Context) error {
 	h.pubsub = ps
 	h.configured = true
 	h.bg.goAlways(func() { h.receiveLoop(ps) })
+	h.bg.goAlways(h.publishLoop)
 	if h.interest != nil {
 		h.bg.goAlways(func() { h.interestLoop(ps) })
 	}

@@ -90,6 +90,16 @@ type Config struct {
 	// by this instance.
 	RedisRouting string `json:"redisRouting,omitempty"`
 
+	// AsyncPublish makes Send and the Publish methods return once the
+	// message is queued for Redis instead of when Redis has taken it;
+	// failures are then logged and counted (Stats.RedisPublishErrors), not
+	// returned. Either way concurrent publishes share pipelined round trips.
+	// Default false.
+	AsyncPublish bool `json:"asyncPublish,omitempty"`
+	// PublishQueue bounds the publishes waiting for Redis; past it a publish
+	// fails with ErrPublishQueueFull. Default 10000.
+	PublishQueue int `json:"publishQueue,omitempty"`
+
 	// MessageRate is how many frames per second one client may send on
 	// average, and MessageBurst how many it may send at once. A client over
 	// the limit gets {"event":"error","data":{"message":"Rate limit
@@ -212,6 +222,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPendingConnections == 0 {
 		c.MaxPendingConnections = protocol.DefaultMaxPendingConnections
+	}
+	if c.PublishQueue <= 0 {
+		c.PublishQueue = protocol.DefaultPublishQueue
 	}
 	if c.DrainBatches <= 0 {
 		c.DrainBatches = protocol.DefaultDrainBatches

@@ -384,7 +384,7 @@ func parseEnvelope(b []byte) (protocol.Envelope, error) {
 }
 
 // publish sends m on Redis for the other instances. Failures are counted,
-// logged and returned.
+// logged and returned (with AsyncPublish: counted and logged).
 func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target string, m *message, exclude []string) error {
 	if !h.isConfigured() {
 		return ErrNotConfigured
@@ -397,13 +397,147 @@ func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target str
 	if err != nil {
 		return fmt.Errorf("server: encode envelope: %w", err)
 	}
-	if err := h.rdb.Publish(ctx, protocol.ChannelFor(t, target), b).Err(); err != nil {
-		h.stats.publishErrors.Add(1)
-		h.log.Warn("redis publish failed", zap.String("type", string(t)), zap.Error(err))
-		return fmt.Errorf("server: publish %s message: %w", t, err)
+	req := &publishReq{channel: protocol.ChannelFor(t, target), payload: b, kind: t}
+	if !h.cfg.AsyncPublish {
+		req.done = make(chan error, 1)
 	}
-	h.stats.published.Add(1)
+	if err := h.pub.enqueue(req, h.cfg.PublishQueue); err != nil {
+		h.stats.publishErrors.Add(1)
+		return err
+	}
+	if req.done == nil {
+		return nil
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return fmt.Errorf("server: publish %s message: %w", t, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// publishReq is one PUBLISH waiting for the publisher.
+type publishReq struct {
+	channel string
+	payload []byte
+	kind    protocol.MessageType
+	done    chan error // nil for asynchronous publishes
+}
+
+// publisher batches publishes: whatever is waiting when Redis is free goes
+// out in one pipeline, so concurrent senders share round trips.
+type publisher struct {
+	mu      sync.Mutex
+	queue   []*publishReq
+	spare   []*publishReq
+	stopped bool
+	wake    chan struct{}
+}
+
+// ErrPublishQueueFull is returned when more publishes wait than
+// Config.PublishQueue allows (Redis is slow or down).
+var ErrPublishQueueFull = errors.New("server: publish queue full")
+
+func (p *publisher) enqueue(r *publishReq, limit int) error {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if len(p.queue) >= limit {
+		p.mu.Unlock()
+		return ErrPublishQueueFull
+	}
+	p.queue = append(p.queue, r)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// publishBatch bounds the commands of one pipeline.
+const publishBatch = 256
+
+// publishLoop is the only goroutine that publishes. On stop it fails what
+// is still queued.
+func (h *Helper) publishLoop() {
+	p := h.pub
+	for {
+		select {
+		case <-p.wake:
+		case <-h.ctx.Done():
+			p.mu.Lock()
+			p.stopped = true
+			left := p.queue
+			p.queue = nil
+			p.mu.Unlock()
+			for _, r := range left {
+				h.finishPublish(r, ErrClosed)
+			}
+			return
+		}
+		for {
+			p.mu.Lock()
+			batch := p.queue
+			p.queue = p.spare[:0]
+			p.spare = nil
+			p.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for rest := batch; len(rest) > 0; {
+				n := min(len(rest), publishBatch)
+				h.publishNow(rest[:n])
+				rest = rest[n:]
+			}
+			clear(batch)
+			p.mu.Lock()
+			if cap(batch) <= 4*publishBatch {
+				p.spare = batch[:0]
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// publishNow sends reqs, one PUBLISH or one pipeline, and reports each
+// result.
+func (h *Helper) publishNow(reqs []*publishReq) {
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.WriteTimeout)
+	defer cancel()
+	if len(reqs) == 1 {
+		r := reqs[0]
+		h.finishPublish(r, h.rdb.Publish(ctx, r.channel, r.payload).Err())
+		return
+	}
+	pipe := h.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(reqs))
+	for i, r := range reqs {
+		cmds[i] = pipe.Publish(ctx, r.channel, r.payload)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, r := range reqs {
+		h.finishPublish(r, cmds[i].Err())
+	}
+}
+
+func (h *Helper) finishPublish(r *publishReq, err error) {
+	if err != nil {
+		h.stats.publishErrors.Add(1)
+		if ce := h.log.Check(zap.WarnLevel, "redis publish failed"); ce != nil {
+			ce.Write(zap.String("type", string(r.kind)), zap.Error(err))
+		}
+	} else {
+		h.stats.published.Add(1)
+	}
+	if r.done != nil {
+		r.done <- err
+	}
 }
 
 func (h *Helper) isConfigured() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -374,4 +375,44 @@ func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 		n, err := f.rs.Client(t).PubSubNumSub(ctx, protocol.ChannelRoom("solo")).Result()
 		return err == nil && n[protocol.ChannelRoom("solo")] == 1 // A only
 	})
+}
+
+func TestConcurrentPublishesArePipelined(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "async"}[async], func(t *testing.T) {
+			rs := redistest.Start(t)
+			a := startServer(t, rs, server.Options{Config: server.Config{AsyncPublish: async}})
+			b := startServer(t, rs, server.Options{})
+			c := b.connect(t, "many")
+			const n = 200
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- a.h.PublishToUser(context.Background(), "many", "m", i)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			seen := map[string]bool{}
+			for range n {
+				f := c.expect("m")
+				if seen[string(f.Data)] {
+					t.Fatalf("duplicate %s", f.Data)
+				}
+				seen[string(f.Data)] = true
+			}
+			c.probe()
+			if st := a.h.Stats(); st.RedisPublished != n || st.RedisPublishErrors != 0 {
+				t.Errorf("published %d, errors %d", st.RedisPublished, st.RedisPublishErrors)
+			}
+		})
+	}
 }

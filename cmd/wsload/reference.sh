@@ -14,6 +14,7 @@
 #   fanout  over two instances on one Redis (both servers on $SERVER_CPU)
 # each $REPEAT times, then two profiled runs: a CPU profile of a long
 # fan-out and heap/goroutine profiles of $IDLE_CLIENTS idle connections.
+# SERVER_FLAGS adds wsserver flags (e.g. -async-publish) to every server.
 # Every target is on 127.0.0.1. Everything started here is stopped on exit.
 set -euo pipefail
 
@@ -80,7 +81,7 @@ server_pid=()
 start_server() {
 	local port=$1
 	shift
-	taskset -c "$SERVER_CPU" "$OUT/bin/wsserver" -addr "127.0.0.1:$port" -redis "$REDIS_URL" "$@" \
+	taskset -c "$SERVER_CPU" "$OUT/bin/wsserver" -addr "127.0.0.1:$port" -redis "$REDIS_URL" ${SERVER_FLAGS:-} "$@" \
 		2>>"$OUT/wsserver-$port.log" &
 	local p=$!
 	pids+=("$p")

@@ -51,6 +51,8 @@ func run(args []string) error {
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	pings := fs.Bool("pings", true, "send protocol pings (server.Config.SendPings)")
+	asyncPublish := fs.Bool("async-publish", false, "return from publishes once queued for Redis (server.Config.AsyncPublish)")
+	routing := fs.String("routing", "", "Redis routing: interest (default) or pattern (server.Config.RedisRouting)")
 	messageRate := fs.Float64("message-rate", 0, "frames per second one client may send (server.Config.MessageRate): 0 the Helper's default, negative no limit")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wsserver [flags]\n\nA server.Helper wired for load tests: token auth, echo, fan-out, POST /broadcast, GET /stats.\n\nFlags:")
@@ -85,7 +87,8 @@ func run(args []string) error {
 		Redis:  rdb,
 		Logger: logger,
 		Path:   *path,
-		Helper: server.Config{RedisTimeout: 10 * time.Second, SendPings: server.Bool(*pings), MessageRate: *messageRate},
+		Helper: server.Config{RedisTimeout: 10 * time.Second, SendPings: server.Bool(*pings), MessageRate: *messageRate,
+			AsyncPublish: *asyncPublish, RedisRouting: *routing},
 	})
 	if err != nil {
 		return err

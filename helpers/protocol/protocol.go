@@ -156,6 +156,7 @@ const (
 	DefaultMessageBurst          = 2000
 	DefaultMaxPendingConnections = 10000
 	DefaultDrainBatches          = 10
+	DefaultPublishQueue          = 10000
 )
 
 // DefaultRooms returns the rooms every authenticated client joins by default.
