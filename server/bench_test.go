@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +26,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
+
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -546,4 +549,101 @@ func (c *rawClient) expectText(d time.Duration) error {
 		return fmt.Errorf("unexpected message opcode %d %q", op, msg)
 	}
 	return nil
+}
+
+// BenchmarkFanoutStalledClient measures what one client that stops reading
+// costs the others: 1000 clients read a stream of ~2 KiB broadcasts, with
+// and without one more client that never reads. It reports the readers'
+// delivery latency (p50, p99) and, for the stalled run, the stalled client's
+// largest queue (it must stay within BackpressureLimit) and the messages
+// dropped for it. Run with -benchtime 2000x or more so that the stalled
+// client's socket buffers fill and the backpressure policy takes over.
+func BenchmarkFanoutStalledClient(b *testing.B) {
+	for _, stalled := range []bool{false, true} {
+		b.Run(map[bool]string{false: "baseline", true: "stalled"}[stalled], func(b *testing.B) {
+			benchStalled(b, stalled)
+		})
+	}
+}
+
+func benchStalled(b *testing.B, stalled bool) {
+	const readers = 1000
+	const limit = 256 << 10
+	raiseFileLimit(b, 2*readers+1024)
+	cfg := benchConfig()
+	cfg.BackpressureLimit = limit
+	ts := startServer(b, nil, server.Options{Config: cfg})
+	var slow *wsClient
+	if stalled {
+		// A small receive buffer, so that the kernel stops absorbing the
+		// stream early and the server's queue is what fills.
+		d := websocket.Dialer{HandshakeTimeout: benchWait, NetDial: func(network, addr string) (net.Conn, error) {
+			conn, err := net.Dial(network, addr)
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				_ = tcp.SetReadBuffer(4096)
+			}
+			return conn, err
+		}}
+		conn, _, err := d.Dial(ts.wsURL(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close() })
+		slow = &wsClient{t: b, conn: conn}
+		slow.auth("stalled")
+	}
+	var round sync.WaitGroup
+	var mu sync.Mutex
+	var lat []time.Duration
+	for range readers {
+		c := ts.connect(b, "reader")
+		go func() {
+			var d struct {
+				T int64 `json:"t"`
+			}
+			for {
+				_ = c.conn.SetReadDeadline(time.Now().Add(benchWait))
+				_, msg, err := c.conn.ReadMessage()
+				if err != nil {
+					return
+				}
+				got := time.Now()
+				if json.Unmarshal(msg[len(`{"event":"s","data":`):len(msg)-1], &d) == nil {
+					mu.Lock()
+					lat = append(lat, got.Sub(time.Unix(0, d.T)))
+					mu.Unlock()
+				}
+				round.Done()
+			}
+		}()
+	}
+	pad := strings.Repeat("x", 2000)
+	maxQueued := 0
+	for b.Loop() {
+		round.Add(readers)
+		if err := ts.h.Broadcast("s", map[string]any{"t": time.Now().UnixNano(), "p": pad}); err != nil {
+			b.Fatal(err)
+		}
+		round.Wait()
+		if slow != nil {
+			if ci, ok := ts.h.Client(slow.id); ok && ci.QueuedBytes > maxQueued {
+				maxQueued = ci.QueuedBytes
+			}
+		}
+	}
+	mu.Lock()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	mu.Unlock()
+	if slow != nil {
+		if maxQueued > limit {
+			b.Fatalf("stalled client queued %d bytes, limit %d", maxQueued, limit)
+		}
+		st := ts.h.Stats()
+		b.ReportMetric(float64(maxQueued), "stalled-max-queued-B")
+		b.ReportMetric(float64(st.MessagesDropped), "stalled-dropped")
+	}
 }
