@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envClientAddr) != "" {
+		// Started by a fan-out benchmark as its client process.
+		if err := fanoutClientProcess(); err != nil {
+			fmt.Fprintln(os.Stderr, "client process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
