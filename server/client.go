@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,7 @@ const (
 	framePing
 	framePong // data is the payload of the ping it answers
 	frameClose
+	frameRaw // data is already framed (the rest of a partial direct write)
 )
 
 // frame is one item of a client's outbox.
@@ -71,8 +73,9 @@ type client struct {
 	h           *Helper
 	id          string
 	conn        *websocket.Conn
-	netConn     net.Conn // conn's socket, written directly on the raw path
-	raw         bool     // frames are framed here and written in batches
+	netConn     net.Conn        // conn's socket, written directly on the raw path
+	rc          syscall.RawConn // netConn's descriptor, for direct writes (nil if not TCP)
+	raw         bool            // frames are framed here and written in batches
 	remoteAddr  string
 	req         *http.Request // the upgrade request, for AuthenticateRequest
 	connectedAt time.Time
@@ -95,7 +98,8 @@ type client struct {
 	spare           []frame // the writer's last batch, reused
 	queued          int
 	backpressured   bool
-	writing         bool          // a writer goroutine is running
+	writing         bool          // a writer goroutine exists (running or parked)
+	busy            bool          // someone is writing to the socket right now
 	parked          bool          // it waits on wake for frames
 	active          bool          // it wrote since the sweeper last looked
 	retire          bool          // the sweeper asked it to exit
@@ -149,6 +153,9 @@ func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *cli
 		done:        make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 	}
+	if tcp, ok := conn.UnderlyingConn().(*net.TCPConn); ok {
+		c.rc, _ = tcp.SyscallConn()
+	}
 	c.lastActivity.Store(now.UnixNano())
 	return c
 }
@@ -166,7 +173,9 @@ const (
 // startWriterLocked says what the caller must do so that queued frames get
 // written; c.mu must be held.
 func (c *client) startWriterLocked() writerAction {
-	if c.writerDone || c.finished || len(c.queue) == 0 {
+	if c.writerDone || c.finished || c.busy || len(c.queue) == 0 {
+		// Nothing to write, nobody to write it, or whoever writes now
+		// will see the queue when done.
 		return actNone
 	}
 	if !c.writing {
@@ -341,8 +350,10 @@ func (c *client) writeLoop() {
 	for {
 		c.mu.Lock()
 		batch := c.queue
-		if len(batch) == 0 {
-			if c.retire || c.writerDone || c.finished {
+		if len(batch) == 0 || c.busy {
+			// Empty, or a direct write holds the socket (it wakes us when
+			// it is done and frames wait).
+			if len(batch) == 0 && (c.retire || c.writerDone || c.finished) {
 				c.writing, c.parked, c.retire = false, false, false
 				c.mu.Unlock()
 				return
@@ -362,11 +373,13 @@ func (c *client) writeLoop() {
 		c.queue = c.spare
 		c.spare = nil
 		c.active, c.retire = true, false
+		c.busy = true
 		c.mu.Unlock()
 
 		stop, written := c.writeBatch(batch)
 
 		c.mu.Lock()
+		c.busy = false
 		c.queued -= written
 		if c.queued <= 0 {
 			c.queued = 0
@@ -430,6 +443,8 @@ func (c *client) writeBatch(batch []frame) (stop bool, written int) {
 			w.add(opPing, nil)
 		case framePong:
 			w.add(opPong, f.data)
+		case frameRaw:
+			w.addFramed(f.data)
 		case frameClose:
 			w.add(opClose, websocket.FormatCloseMessage(f.code, f.reason))
 			_ = w.flush()

@@ -107,7 +107,15 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		}
 		var slot *pendingFrame
 		f := frame{kind: frameShared, size: len(m.frame), msg: m}
-		if c.encrypted && h.opts.OutboundTransformer != nil {
+		plain := !c.encrypted || h.opts.OutboundTransformer == nil
+		if plain && len(recipients) <= directMax {
+			if handled, act := c.tryDirect(m.frame, len(m.frame)); handled {
+				c.startWriter(act)
+				delivered++
+				continue
+			}
+		}
+		if !plain {
 			slot = &pendingFrame{done: make(chan struct{})}
 			f = frame{kind: framePending, size: len(m.frame), pending: slot}
 		}

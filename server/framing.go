@@ -62,6 +62,14 @@ func (w *rawWriter) add(op byte, payload []byte) {
 	}
 }
 
+// addFramed adds bytes that are already framed.
+func (w *rawWriter) addFramed(b []byte) {
+	if w.s == nil {
+		w.s = rawScratchPool.Get().(*rawScratch)
+	}
+	w.s.bufs = append(w.s.bufs, b)
+}
+
 // flush writes what was added. On failure the connection is closed so the
 // reader ends too.
 func (w *rawWriter) flush() error {
@@ -87,6 +95,9 @@ func (w *rawWriter) flush() error {
 		}
 		_, err = c.netConn.Write(s.flat)
 	}
+	// No deadline between writes: a direct write (tryDirect) must not
+	// find one that has passed.
+	_ = c.netConn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		c.h.logDebug("write failed", c.id, err)
 		_ = c.conn.Close()
