@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ignis-go/wscomponent/helpers/ecdh"
+	"github.com/ignis-go/wscomponent/internal/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -658,5 +659,39 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReadyzFollowsRedis: with a real Redis that is killed and restarted,
+// /readyz turns 503 while the subscription is down and 200 once it is back;
+// /healthz stays 200 throughout.
+func TestReadyzFollowsRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	h := startAppWith(t, config{RedisURL: rs.URL()})
+	status := func(path string) func() bool {
+		return func() bool {
+			code, _ := h.do(http.MethodGet, path, "", nil)
+			return code == http.StatusOK
+		}
+	}
+	waitFor(t, "ready", status("/readyz"))
+	rs.Kill()
+	waitFor(t, "not ready while Redis is down", func() bool { return !status("/readyz")() })
+	if !status("/healthz")() {
+		t.Error("/healthz failed while Redis is down")
+	}
+	rs.Restart(t)
+	waitFor(t, "ready again", status("/readyz"))
+}
+
+// waitFor polls cond until it holds, failing after waitTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
