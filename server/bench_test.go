@@ -96,11 +96,6 @@ func benchFanout(b *testing.B, n int) {
 	}
 }
 
-// Environment of the client process.
-const (
-	envClientAddr  = "WSCOMPONENT_BENCH_CLIENT_ADDR"
-	envClientCount = "WSCOMPONENT_BENCH_CLIENT_COUNT"
-)
 
 // clientProcess is the child that holds a fan-out benchmark's clients. It
 // writes one byte on the rounds pipe each time every client has read one

@@ -421,7 +421,7 @@ func (c *client) writeBatch(batch []frame) (stop bool, written int) {
 		case frameText:
 			w.add(opText, f.data)
 		case frameShared:
-			w.add(opText, f.msg.frame)
+			w.addFramed(f.msg.wire)
 		case framePending:
 			select {
 			case <-f.pending.done:

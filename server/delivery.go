@@ -18,7 +18,8 @@ import (
 type message struct {
 	event string
 	data  json.RawMessage // nil: the frame has no data
-	frame []byte
+	frame []byte          // the JSON text: the frame's payload
+	wire  []byte          // the whole WebSocket frame: header, then frame
 
 	pmOnce sync.Once
 	pm     *websocket.PreparedMessage
@@ -63,7 +64,10 @@ func newRawMessage(event string, raw json.RawMessage) (*message, error) {
 	if raw != nil {
 		n += len(`,"data":`) + len(raw)
 	}
-	frame := make([]byte, 0, n)
+	// The frame header goes in front of the payload, in the same buffer,
+	// so that the raw path writes a whole frame from one slice.
+	hdr := appendHeader(make([]byte, 0, maxHeader+n), opText, n)
+	frame := hdr[len(hdr):]
 	frame = append(frame, `{"event":`...)
 	frame = append(frame, ev...)
 	if raw != nil {
@@ -74,7 +78,7 @@ func newRawMessage(event string, raw json.RawMessage) (*message, error) {
 	if raw != nil && !json.Valid(raw) {
 		return nil, fmt.Errorf("server: data of %q is not valid JSON", event)
 	}
-	return &message{event: event, data: raw, frame: frame}, nil
+	return &message{event: event, data: raw, frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
 }
 
 // transformJob is one encrypted recipient of a message.
@@ -109,7 +113,7 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		f := frame{kind: frameShared, size: len(m.frame), msg: m}
 		plain := !c.encrypted || h.opts.OutboundTransformer == nil
 		if plain && len(recipients) <= directMax {
-			if handled, act := c.tryDirect(m.frame, len(m.frame)); handled {
+			if handled, act := c.tryDirect(m.wire, len(m.frame)); handled {
 				c.startWriter(act)
 				delivered++
 				continue

@@ -2,34 +2,23 @@
 
 package server
 
-import (
-	"syscall"
-	"unsafe"
-)
+import "syscall"
 
-// writevNow writes header and payload with one non-blocking writev. It
-// returns syscall.EAGAIN when the socket takes nothing right now.
-func writevNow(rc syscall.RawConn, header, payload []byte) (int, error) {
+// writeNow writes b with one non-blocking write. It returns
+// syscall.EAGAIN when the socket takes nothing right now.
+func writeNow(rc syscall.RawConn, b []byte) (int, error) {
 	var n int
 	var werr error
-	iov := [2]syscall.Iovec{{Base: &header[0]}, {}}
-	iov[0].SetLen(len(header))
-	cnt := 1
-	if len(payload) > 0 {
-		iov[1].Base = &payload[0]
-		iov[1].SetLen(len(payload))
-		cnt = 2
-	}
 	err := rc.Write(func(fd uintptr) bool {
 		for {
-			r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+			r, e := syscall.Write(int(fd), b)
 			if e == syscall.EINTR {
 				continue
 			}
-			if e != 0 {
+			if e != nil {
 				werr = e
 			} else {
-				n = int(r)
+				n = r
 			}
 			return true // never wait for the socket: the writer does that
 		}

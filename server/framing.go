@@ -15,6 +15,9 @@ const (
 	opPong  = 0xA
 )
 
+// maxHeader is the longest header appendHeader writes.
+const maxHeader = 10
+
 // appendHeader appends the header of an unmasked, final server frame.
 func appendHeader(b []byte, op byte, n int) []byte {
 	b = append(b, 0x80|op)

@@ -21,6 +21,12 @@ import (
 	"github.com/ignis-go/wscomponent/server"
 )
 
+// Environment of the fan-out benchmarks' client process.
+const (
+	envClientAddr  = "WSCOMPONENT_BENCH_CLIENT_ADDR"
+	envClientCount = "WSCOMPONENT_BENCH_CLIENT_COUNT"
+)
+
 func TestMain(m *testing.M) {
 	if os.Getenv(envClientAddr) != "" {
 		// Started by a fan-out benchmark as its client process.
