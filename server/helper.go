@@ -46,6 +46,7 @@ type Helper struct {
 
 	redisDownSince atomic.Int64 // unix nanoseconds; 0 while subscribed
 	interest       *interest    // nil in pattern mode
+	shards         *shards      // sharded mode only
 	pub            *publisher
 
 	conns group // handler, writer, auth and transform goroutines
@@ -73,8 +74,17 @@ func New(opts Options) (*Helper, error) {
 		return nil, ErrEncryptionSetup
 	}
 	cfg := opts.Config.withDefaults()
-	if cfg.RedisRouting != RoutingInterest && cfg.RedisRouting != RoutingPattern {
-		return nil, fmt.Errorf("server: RedisRouting %q: want %q or %q", cfg.RedisRouting, RoutingInterest, RoutingPattern)
+	var cluster *redis.ClusterClient
+	switch cfg.RedisRouting {
+	case RoutingInterest, RoutingPattern:
+	case RoutingSharded:
+		var ok bool
+		if cluster, ok = opts.Redis.(*redis.ClusterClient); !ok || cluster == nil {
+			return nil, ErrShardedNeedsCluster
+		}
+	default:
+		return nil, fmt.Errorf("server: RedisRouting %q: want %q, %q or %q",
+			cfg.RedisRouting, RoutingInterest, RoutingPattern, RoutingSharded)
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -94,8 +104,11 @@ func New(opts Options) (*Helper, error) {
 	// Every context given to a callback carries the Helper, so a handler
 	// need not depend on it (which fx would call a cycle).
 	h.ctx, h.cancel = context.WithCancel(context.WithValue(context.Background(), helperKey{}, h))
-	if cfg.RedisRouting == RoutingInterest {
+	if cfg.RedisRouting != RoutingPattern {
 		h.interest = newInterest()
+	}
+	if cluster != nil {
+		h.shards = newShards(h, cluster)
 	}
 	h.pub = &publisher{wake: make(chan struct{}, 1)}
 	h.upgrader = websocket.Upgrader{
@@ -173,17 +186,25 @@ func (h *Helper) Configure(ctx context.Context) error {
 	if h.configured {
 		return nil
 	}
-	ps, err := h.subscribe(ctx)
-	if err != nil {
-		return err
+	if h.shards != nil {
+		if err := h.shards.subscribe(ctx); err != nil {
+			return err
+		}
+		h.configured = true
+		h.shards.start()
+	} else {
+		ps, err := h.subscribe(ctx)
+		if err != nil {
+			return err
+		}
+		h.pubsub = ps
+		h.configured = true
+		h.bg.goAlways(func() { h.receiveLoop(ps) })
+		if h.interest != nil {
+			h.bg.goAlways(func() { h.interestLoop(ps) })
+		}
 	}
-	h.pubsub = ps
-	h.configured = true
-	h.bg.goAlways(func() { h.receiveLoop(ps) })
 	h.bg.goAlways(h.publishLoop)
-	if h.interest != nil {
-		h.bg.goAlways(func() { h.interestLoop(ps) })
-	}
 	h.bg.goAlways(h.sweepLoop)
 	h.accepting.Store(true)
 	h.log.Info("websocket server configured",
@@ -241,6 +262,9 @@ func (h *Helper) shutdownNow(ctx context.Context) error {
 	h.lifeMu.Unlock()
 	if ps != nil {
 		_ = ps.Close()
+	}
+	if h.shards != nil {
+		h.shards.close()
 	}
 	_ = h.bg.wait(context.Background())
 	h.subscribed.Store(false)

@@ -88,6 +88,21 @@ type Config struct {
 	// Interest mode has one trade-off: a message published in the moment
 	// between a local join and Redis confirming the new channel is missed
 	// by this instance.
+	//
+	// "sharded" is interest mode on Redis Cluster's sharded Pub/Sub, for
+	// clusters where PUBLISH, which every master forwards to every other,
+	// costs too much: it publishes with SPUBLISH and subscribes with
+	// SSUBSCRIBE, same channel names and envelope, so a message travels
+	// only to the master of its channel's slot. It needs Options.Redis to
+	// be a *redis.ClusterClient (New returns ErrShardedNeedsCluster
+	// otherwise), and Redis 7. The price is compatibility: sharded messages
+	// are not seen by SUBSCRIBE or PSUBSCRIBE, nor PUBLISH messages by
+	// SSUBSCRIBE, so every instance of a sharded fleet must be sharded: it
+	// does not interoperate with Ignis servers, with instances in pattern
+	// or interest mode, or with PUBLISH-based emitters (use
+	// emitter.Options.Sharded). When a slot moves to another master, its
+	// channels are subscribed again there; messages published meanwhile
+	// are missed.
 	RedisRouting string `json:"redisRouting,omitempty"`
 
 	// AsyncPublish makes Send and the Publish methods return once the

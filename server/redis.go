@@ -21,9 +21,14 @@ import (
 // every message and keeps what concerns its clients. In interest mode an
 // instance subscribes only to the channels of its own rooms, users and
 // clients, plus ws:broadcast: same channels, same envelope, less traffic.
+// Sharded mode is interest mode on Redis Cluster's sharded Pub/Sub
+// (SPUBLISH, SSUBSCRIBE): each message stays on the master of its channel's
+// slot, but only sharded instances and emitters see it (see
+// Config.RedisRouting).
 const (
 	RoutingInterest = "interest"
 	RoutingPattern  = "pattern"
+	RoutingSharded  = "sharded"
 )
 
 var subPatterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPattern, protocol.ChannelUserPattern}
@@ -505,20 +510,31 @@ func (h *Helper) publishLoop() {
 	}
 }
 
-// publishNow sends reqs, one PUBLISH or one pipeline, and reports each
-// result.
+// publishNow sends reqs, one PUBLISH (SPUBLISH in sharded mode) or one
+// pipeline, and reports each result.
 func (h *Helper) publishNow(reqs []*publishReq) {
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.WriteTimeout)
 	defer cancel()
+	sharded := h.shards != nil
 	if len(reqs) == 1 {
 		r := reqs[0]
-		h.finishPublish(r, h.rdb.Publish(ctx, r.channel, r.payload).Err())
+		var err error
+		if sharded {
+			err = h.rdb.SPublish(ctx, r.channel, r.payload).Err()
+		} else {
+			err = h.rdb.Publish(ctx, r.channel, r.payload).Err()
+		}
+		h.finishPublish(r, err)
 		return
 	}
 	pipe := h.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(reqs))
 	for i, r := range reqs {
-		cmds[i] = pipe.Publish(ctx, r.channel, r.payload)
+		if sharded {
+			cmds[i] = pipe.SPublish(ctx, r.channel, r.payload)
+		} else {
+			cmds[i] = pipe.Publish(ctx, r.channel, r.payload)
+		}
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, r := range reqs {

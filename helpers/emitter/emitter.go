@@ -46,11 +46,19 @@ type Options struct {
 	// Logger receives debug lines for each publish; default: none
 	// (zap.NewNop). The Emitter names it "emitter".
 	Logger *zap.Logger
+
+	// Sharded publishes with SPUBLISH (Redis 7 sharded Pub/Sub) instead of
+	// PUBLISH, on the same channels with the same envelope, for a fleet of
+	// servers in sharded routing mode. Such messages reach only sharded
+	// subscribers: not Ignis servers nor servers in pattern or interest
+	// mode. Default false.
+	Sharded bool
 }
 
 // Emitter publishes WebSocket messages on Redis.
 type Emitter struct {
 	rdb       redis.UniversalClient
+	sharded   bool
 	ownsRedis bool
 	log       *zap.Logger
 
@@ -73,7 +81,7 @@ func New(o Options) (*Emitter, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Emitter{rdb: o.Redis, log: log.Named("emitter")}, nil
+	return &Emitter{rdb: o.Redis, sharded: o.Sharded, log: log.Named("emitter")}, nil
 }
 
 // NewFromURL connects to the Redis that rawURL names (any form that
@@ -154,7 +162,13 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 	defer e.inflight.Done()
 
 	channel := protocol.ChannelFor(typ, target)
-	receivers, err := e.rdb.Publish(ctx, channel, payload).Result()
+	var cmd *redis.IntCmd
+	if e.sharded {
+		cmd = e.rdb.SPublish(ctx, channel, payload)
+	} else {
+		cmd = e.rdb.Publish(ctx, channel, payload)
+	}
+	receivers, err := cmd.Result()
 	if err != nil {
 		return fmt.Errorf("emitter: publish %q to %s: %w", event, channel, err)
 	}

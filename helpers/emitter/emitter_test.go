@@ -478,3 +478,44 @@ func TestLogging(t *testing.T) {
 		}
 	}
 }
+
+func TestShardedUsesSPublish(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	cl := redistest.StartCluster(t, 3)
+	cc := cl.ClusterClient(t)
+	e, err := New(Options{Redis: cc, Sharded: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+
+	channel := protocol.ChannelUser("u1")
+	// A sharded subscriber on the channel's master, and a plain one.
+	master, err := cc.MasterForKey(ctx, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssub := master.SSubscribe(ctx, channel)
+	t.Cleanup(func() { _ = ssub.Close() })
+	msg, err := ssub.Receive(ctx)
+	if s, ok := msg.(*redis.Subscription); err != nil || !ok || s.Kind != "ssubscribe" {
+		t.Fatalf("ssubscribe %s: %v %v", channel, msg, err)
+	}
+	sub := subscribe(t, ctx, master, channel)
+
+	if err := e.ToUser(ctx, "u1", "note", 1); err != nil {
+		t.Fatalf("ToUser: %v", err)
+	}
+	if got, want := next(t, ssub).Payload, `{"serverId":"emitter","type":"user","target":"u1","event":"note","data":1}`; got != want {
+		t.Fatalf("sharded payload\n got %s\nwant %s", got, want)
+	}
+	// The plain subscriber saw nothing: a PUBLISH afterwards is the first
+	// message it gets.
+	if err := master.Publish(ctx, channel, "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, sub).Payload; got != "marker" {
+		t.Fatalf("SUBSCRIBE saw %q before the marker", got)
+	}
+}
