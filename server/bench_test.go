@@ -96,7 +96,6 @@ func benchFanout(b *testing.B, n int) {
 	}
 }
 
-
 // clientProcess is the child that holds a fan-out benchmark's clients. It
 // writes one byte on the rounds pipe each time every client has read one
 // more message, and exits when its stdin closes.
