@@ -7,16 +7,25 @@
 //
 // # Goroutines and who stops them
 //
-//   - The HTTP server's handler goroutine owns the connection after the
-//     upgrade: it is the only reader, and when reading ends it removes the
-//     client from every index and calls ClientDisconnected.
-//   - One writer goroutine per connection drains the client's bounded outbox.
-//     Nothing else writes to the socket except gorilla's own control replies.
+//   - The HTTP handler returns right after the upgrade; one reader goroutine
+//     per connection then owns it: it is the only reader, and when reading
+//     ends it removes the client from every index and calls
+//     ClientDisconnected.
+//   - A writer goroutine per connection writes what is queued, in batches
+//     (one writev each). It exists only while there is traffic: it parks
+//     between bursts and the sweeper retires it after a quiet period. A send
+//     to at most four recipients writes directly from the sender's goroutine
+//     when the socket is free and takes the frame at once (a non-blocking
+//     write; anything left goes to the writer). Nothing else writes to a
+//     connection except gorilla on the permessage-deflate path.
 //   - One goroutine per authenticate call, so the reader keeps reading (and
 //     sees the client leave) while the application decides.
 //   - Short-lived transform workers, at most EncryptedBatchLimit per fan-out,
 //     fill the outbox slots of encrypted clients in order.
-//   - One Redis receive loop and one sweeper (heartbeat and pings).
+//   - Redis: one receive loop (pattern and interest modes; in sharded mode
+//     one per cluster master), one goroutine that (un)subscribes the
+//     channels of interest, one publisher that pipelines publishes.
+//   - One sweeper: heartbeat timeouts, protocol pings, writer retirement.
 //
 // All of them are counted by the Helper and Shutdown waits for every one.
 // No lock is held while writing to a socket, talking to Redis or calling
