@@ -139,7 +139,7 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 				return
 			case <-t.C:
 			}
-			backoff = min(backoff*2, 2*time.Second)
+			backoff = min(backoff*2, time.Second)
 			continue
 		}
 		backoff = 50 * time.Millisecond
@@ -401,6 +401,12 @@ func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target str
 	b, err := json.Marshal(env)
 	if err != nil {
 		return fmt.Errorf("server: encode envelope: %w", err)
+	}
+	if !h.subscribed.Load() {
+		// Redis is down (the outage was logged once): fail at once
+		// rather than queue behind go-redis' dial retries.
+		h.stats.publishErrors.Add(1)
+		return fmt.Errorf("server: publish %s message: %w", t, ErrNotReady)
 	}
 	req := &publishReq{channel: protocol.ChannelFor(t, target), payload: b, kind: t}
 	if !h.cfg.AsyncPublish {
