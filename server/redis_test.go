@@ -327,6 +327,12 @@ func TestEmitterReachesEveryInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = em.Close() })
+	testEmitterReaches(t, f, em)
+}
+
+// testEmitterReaches sends through em to every kind of target of f.
+func testEmitterReaches(t *testing.T, f *fleet, em *emitter.Emitter) {
+	t.Helper()
 	ctx := context.Background()
 	if err := em.ToRoom(ctx, "shared", "job", map[string]int{"pct": 50}); err != nil {
 		t.Fatal(err)

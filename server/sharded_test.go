@@ -320,34 +320,12 @@ func TestNewRefusesShardedWithoutCluster(t *testing.T) {
 
 func TestShardedEmitterReachesShardedInstances(t *testing.T) {
 	sf := newShardedFleet(t)
-	f := sf.fleet
 	em, err := emitter.New(emitter.Options{Redis: sf.cc, Sharded: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = em.Close() })
-	ctx := context.Background()
-	if err := em.ToRoom(ctx, "shared", "job", map[string]int{"pct": 50}); err != nil {
-		t.Fatal(err)
-	}
-	f.a2.expectData("job", `{"pct":50}`)
-	f.b2.expectData("job", `{"pct":50}`)
-	if err := em.ToUser(ctx, "u1", "mine", 1); err != nil {
-		t.Fatal(err)
-	}
-	f.a1.expectData("mine", "1")
-	f.b1.expectData("mine", "1")
-	if err := em.ToClient(ctx, f.b2.id, "only", 2); err != nil {
-		t.Fatal(err)
-	}
-	f.b2.expectData("only", "2")
-	if err := em.Broadcast(ctx, "everyone", 3, f.a1.id); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*wsClient{f.b1, f.a2, f.b2} {
-		c.expectData("everyone", "3")
-	}
-	f.probeAll()
+	testEmitterReaches(t, sf.fleet, em)
 }
 
 func TestShardedConfigureFailsWhenClusterIsUnreachable(t *testing.T) {
