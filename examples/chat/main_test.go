@@ -695,3 +695,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTwoInstancesShareRooms: two apps on one real Redis (REDIS_URL) with
+// the same token secret act as one chat.
+func TestTwoInstancesShareRooms(t *testing.T) {
+	rs := redistest.Start(t)
+	one := startAppWith(t, config{RedisURL: rs.URL()})
+	two := startAppWith(t, config{RedisURL: rs.URL()})
+	a, b := one.dial(), two.dial()
+	a.authenticate(one.login("alice"))
+	b.authenticate(one.login("bob")) // a token from one instance works on the other
+	a.joinRoom("lobby", "alice")
+	b.joinRoom("lobby", "bob")
+	a.send(eventChat, chatRequest{Room: "lobby", Text: "across instances"})
+	if got := b.waitChat("across instances"); got.From != "alice" {
+		t.Errorf("bob got %+v", got)
+	}
+	status, body := two.do(http.MethodPost, "/api/rooms/lobby/messages", two.login("ops"), map[string]string{"text": "deploy done"})
+	if status != http.StatusAccepted {
+		t.Fatalf("POST message: status %d: %s", status, body)
+	}
+	for _, c := range []*wsClient{a, b} {
+		if got := c.waitChat("deploy done"); got.From != "server:ops" {
+			t.Errorf("got %+v", got)
+		}
+	}
+}
