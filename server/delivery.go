@@ -233,7 +233,7 @@ func (h *Helper) SendToUser(userID, event string, data any) error {
 	if err != nil {
 		return err
 	}
-	h.deliverUser(m, userID)
+	h.deliverUser(m, userID, nil)
 	return nil
 }
 
@@ -259,11 +259,11 @@ func (h *Helper) Broadcast(event string, data any, exclude ...string) error {
 	return nil
 }
 
-func (h *Helper) deliverUser(m *message, userID string) int {
+func (h *Helper) deliverUser(m *message, userID string, exclude map[string]struct{}) int {
 	h.mu.RLock()
 	cs := collect(h.users[userID])
 	h.mu.RUnlock()
-	return h.deliver(m, cs, nil)
+	return h.deliver(m, cs, exclude)
 }
 
 // deliverRoom delivers to a room's local members. When targetClient is set
@@ -334,7 +334,7 @@ func (h *Helper) PublishToUser(ctx context.Context, userID, event string, data a
 	if err != nil {
 		return err
 	}
-	h.deliverUser(m, userID)
+	h.deliverUser(m, userID, nil)
 	return h.publish(ctx, protocol.TypeUser, userID, m, nil)
 }
 

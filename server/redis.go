@@ -356,7 +356,7 @@ func (h *Helper) handleEnvelope(payload string) {
 	case protocol.TypeClient:
 		h.deliverClient(m, env.Target, exclude)
 	case protocol.TypeUser:
-		h.deliverUser(m, env.Target)
+		h.deliverUser(m, env.Target, exclude)
 	}
 }
 

@@ -155,6 +155,12 @@ func TestEmitterAndIgnisEnvelopesAreDelivered(t *testing.T) {
 		ServerID: "ignis-node", Type: protocol.TypeRoom, Target: f.b1.id, Event: "to-client-id", Data: json.RawMessage(`1`),
 	}))
 	f.b1.expectData("to-client-id", "1")
+	// exclude is honoured for every envelope type, users included.
+	publishRaw(t, rdb, protocol.ChannelUser("u1"), envelopeJSON(t, protocol.Envelope{
+		ServerID: protocol.EmitterServerID, Type: protocol.TypeUser, Target: "u1",
+		Event: "user-ex", Data: json.RawMessage(`2`), Exclude: []string{f.a1.id},
+	}))
+	f.b1.expectData("user-ex", "2")
 	f.probeAll()
 }
 
