@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -29,6 +30,12 @@ func (c *client) tryDirect(wire []byte, size int) (handled bool, act writerActio
 	c.mu.Lock()
 	c.busy = false
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The writer's last deadline has passed (the connection was quiet
+		// for WriteTimeout): leave the frame to the writer, which sets a
+		// new one.
+		c.queue = append(c.queue, frame{kind: frameRaw, size: size, data: wire})
+		c.queued += size
 	case err != nil && !errors.Is(err, syscall.EAGAIN):
 		// The connection is broken: the reader will see it and clean up.
 		c.writerDone = true

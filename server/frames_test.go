@@ -464,3 +464,20 @@ func TestPerMessageDeflateClients(t *testing.T) {
 	_ = compressed.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 	compressed.expectClose(websocket.CloseNormalClosure, "")
 }
+
+func TestDirectWriteAfterTheWriteDeadlinePassed(t *testing.T) {
+	ts := startServer(t, nil, server.Options{Config: server.Config{WriteTimeout: 50 * time.Millisecond}})
+	c := ts.connect(t, "quiet")
+	// "connected" went out through the writer, which set a write deadline
+	// of 50ms; once it has passed, a reply must still arrive.
+	deadlinePassed := time.Now().Add(100 * time.Millisecond)
+	eventually(t, "the writer's deadline to pass", func() bool { return time.Now().After(deadlinePassed) })
+	if err := ts.h.SendToClient(c.id, "late", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.expectData("late", "1")
+	if err := ts.h.SendToClient(c.id, "again", 2); err != nil {
+		t.Fatal(err)
+	}
+	c.expectData("again", "2")
+}

@@ -98,9 +98,6 @@ func (w *rawWriter) flush() error {
 		}
 		_, err = c.netConn.Write(s.flat)
 	}
-	// No deadline between writes: a direct write (tryDirect) must not
-	// find one that has passed.
-	_ = c.netConn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		c.h.logDebug("write failed", c.id, err)
 		_ = c.conn.Close()
