@@ -18,7 +18,7 @@ func TestAuthenticateSuccess(t *testing.T) {
 	connected := newRecorder[server.ClientConnectedEvent]()
 	ts := startServer(t, nil, server.Options{
 		ClientConnected: func(_ context.Context, ev server.ClientConnectedEvent) error {
-			connected.add(ev)
+			connected.Add(ev)
 			return nil
 		},
 	})
@@ -40,7 +40,7 @@ func TestAuthenticateSuccess(t *testing.T) {
 		t.Errorf("unencrypted connected carries key material: %+v", d)
 	}
 
-	ev := connected.wait(t)
+	ev := connected.Wait(t)
 	if ev.ClientID != d.ID || ev.UserID != "alice" || ev.Metadata["role"] != "tester" {
 		t.Errorf("ClientConnected got %+v", ev)
 	}
@@ -77,26 +77,26 @@ func TestAuthenticateRejected(t *testing.T) {
 			connected := newRecorder[server.ClientConnectedEvent]()
 			ts := startServer(t, nil, server.Options{
 				ClientConnected: func(_ context.Context, ev server.ClientConnectedEvent) error {
-					connected.add(ev)
+					connected.Add(ev)
 					return nil
 				},
 				ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-					disconnected.add(ev)
+					disconnected.Add(ev)
 					return nil
 				},
 			})
 			c := ts.dial(t)
-			c.send(protocol.EventAuthenticate, map[string]string{"token": tt.giveToken})
-			c.expectError(tt.wantMsg)
-			c.expectClose(protocol.CloseAuthFailed, protocol.ReasonAuthFailed)
-			ev := disconnected.wait(t)
+			c.Send(protocol.EventAuthenticate, map[string]string{"token": tt.giveToken})
+			c.ExpectError(tt.wantMsg)
+			c.ExpectClose(protocol.CloseAuthFailed, protocol.ReasonAuthFailed)
+			ev := disconnected.Wait(t)
 			if ev.Authenticated || ev.UserID != "" {
 				t.Errorf("disconnect event %+v", ev)
 			}
 			if n := len(ts.h.Clients()); n != 0 {
 				t.Errorf("%d clients left in the index", n)
 			}
-			if connected.count() != 0 {
+			if connected.Count() != 0 {
 				t.Error("ClientConnected called for a rejected client")
 			}
 		})
@@ -106,7 +106,7 @@ func TestAuthenticateRejected(t *testing.T) {
 func TestAuthTimeoutWithoutAuthenticate(t *testing.T) {
 	ts := startServer(t, nil, server.Options{Config: server.Config{AuthTimeout: 150 * time.Millisecond}})
 	c := ts.dial(t)
-	c.expectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
+	c.ExpectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
 }
 
 func TestAuthTimeoutCoversSlowAuthenticate(t *testing.T) {
@@ -115,15 +115,15 @@ func TestAuthTimeoutCoversSlowAuthenticate(t *testing.T) {
 		Config: server.Config{AuthTimeout: 100 * time.Millisecond},
 		Authenticate: func(ctx context.Context, _ server.AuthenticateRequest) (*server.AuthResult, error) {
 			<-ctx.Done()
-			ctxErr.add(ctx.Err())
+			ctxErr.Add(ctx.Err())
 			return &server.AuthResult{UserID: "late"}, nil
 		},
 	})
 	c := ts.dial(t)
 	start := time.Now()
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "x"})
-	c.expectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
-	if err := ctxErr.wait(t); err == nil {
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "x"})
+	c.ExpectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
+	if err := ctxErr.Wait(t); err == nil {
 		t.Error("authenticate context was not cancelled")
 	}
 	// The authenticate call extends the limit to 3×AuthTimeout.
@@ -141,16 +141,16 @@ func TestClientGoneDuringAuthenticate(t *testing.T) {
 	h, err := server.New(server.Options{
 		Redis: rs.Client(t),
 		Authenticate: func(ctx context.Context, req server.AuthenticateRequest) (*server.AuthResult, error) {
-			entered.add(req.ClientID)
+			entered.Add(req.ClientID)
 			<-release
 			return &server.AuthResult{UserID: "ghost"}, nil
 		},
 		ClientConnected: func(_ context.Context, ev server.ClientConnectedEvent) error {
-			connected.add(ev)
+			connected.Add(ev)
 			return nil
 		},
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
@@ -159,17 +159,17 @@ func TestClientGoneDuringAuthenticate(t *testing.T) {
 	}
 	ts := serveHelper(t, h)
 	c := ts.dial(t)
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "x"})
-	entered.wait(t)
-	_ = c.conn.Close()
-	disconnected.wait(t)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "x"})
+	entered.Wait(t)
+	_ = c.Conn.Close()
+	disconnected.Wait(t)
 	close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := h.Shutdown(ctx); err != nil { // waits for the authenticate goroutine
 		t.Fatal(err)
 	}
-	if connected.count() != 0 {
+	if connected.Count() != 0 {
 		t.Error("ClientConnected called for a client that left")
 	}
 	if len(h.ClientsByUser("ghost")) != 0 {
@@ -200,8 +200,8 @@ func serveHelper(t *testing.T, h *server.Helper) *testServer {
 func TestAlreadyAuthenticated(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "bob")
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "user:bob"})
-	c.expectError(protocol.ErrMsgAlreadyAuthenticated)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "user:bob"})
+	c.ExpectError(protocol.ErrMsgAlreadyAuthenticated)
 }
 
 func TestAuthenticateWhileAuthenticating(t *testing.T) {
@@ -216,39 +216,39 @@ func TestAuthenticateWhileAuthenticating(t *testing.T) {
 		},
 	})
 	c := ts.dial(t)
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "1"})
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "2"})
-	c.expectError(protocol.ErrMsgAlreadyAuthenticated)
-	c.send("chat", "hi")
-	c.expectError(protocol.ErrMsgNotAuthenticated)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "1"})
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "2"})
+	c.ExpectError(protocol.ErrMsgAlreadyAuthenticated)
+	c.Send("chat", "hi")
+	c.ExpectError(protocol.ErrMsgNotAuthenticated)
 	close(release)
-	c.expect(protocol.EventConnected)
+	c.Expect(protocol.EventConnected)
 }
 
 func TestNotAuthenticated(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.dial(t)
 	for _, ev := range []string{"chat", protocol.EventJoin, protocol.EventLeave, protocol.EventConnected, protocol.EventEncrypted} {
-		c.send(ev, map[string]any{"rooms": []string{"a"}})
-		c.expectError(protocol.ErrMsgNotAuthenticated)
+		c.Send(ev, map[string]any{"rooms": []string{"a"}})
+		c.ExpectError(protocol.ErrMsgNotAuthenticated)
 	}
 	// A heartbeat gets no answer in any state.
-	c.send(protocol.EventHeartbeat, nil)
-	c.probe()
+	c.Send(protocol.EventHeartbeat, nil)
+	c.Probe()
 }
 
 func TestAuthenticateRequestCarriesUpgradeRequest(t *testing.T) {
 	got := newRecorder[server.AuthenticateRequest]()
 	ts := startServer(t, nil, server.Options{
 		Authenticate: func(ctx context.Context, req server.AuthenticateRequest) (*server.AuthResult, error) {
-			got.add(req)
+			got.Add(req)
 			return &server.AuthResult{UserID: "u"}, nil
 		},
 	})
 	c := ts.dialHeader(t, map[string][]string{"X-Tenant": {"acme"}})
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "t"})
-	c.expect(protocol.EventConnected)
-	req := got.wait(t)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "t"})
+	c.Expect(protocol.EventConnected)
+	req := got.Wait(t)
 	if req.Request == nil || req.Request.Header.Get("X-Tenant") != "acme" {
 		t.Errorf("upgrade request not passed: %+v", req.Request)
 	}

@@ -19,7 +19,7 @@ func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServe
 	ts = startServer(t, nil, server.Options{
 		Config: cfg,
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
@@ -30,8 +30,8 @@ func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServe
 	progress := make(chan int, count)
 	go func() {
 		for i := range count {
-			_ = fast.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			_, b, err := fast.conn.ReadMessage()
+			_ = fast.Conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			_, b, err := fast.Conn.ReadMessage()
 			if err != nil {
 				received <- fmt.Errorf("fast client, message %d: %w", i, err)
 				return
@@ -48,7 +48,7 @@ func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServe
 		if err := ts.h.SendToRoom(protocol.DefaultRoom, "bulk", map[string]any{"i": i, "p": payload}); err != nil {
 			t.Fatal(err)
 		}
-		if info, ok := ts.h.Client(slow.id); ok && info.QueuedBytes > cfg.BackpressureLimit {
+		if info, ok := ts.h.Client(slow.ID); ok && info.QueuedBytes > cfg.BackpressureLimit {
 			t.Fatalf("slow client queue %d bytes, limit %d", info.QueuedBytes, cfg.BackpressureLimit)
 		}
 		// Pace the sender by the fast client, two messages at a time, so
@@ -68,7 +68,7 @@ func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServe
 func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
 	const limit = 64 << 10
 	ts, slow, fast, _ := slowFanout(t, server.Config{BackpressureLimit: limit}, 3000, 8<<10)
-	info, ok := ts.h.Client(slow.id)
+	info, ok := ts.h.Client(slow.ID)
 	if !ok {
 		t.Fatal("slow client was disconnected; the default policy drops messages")
 	}
@@ -79,18 +79,18 @@ func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
 	if !info.Backpressured {
 		t.Error("slow client not flagged backpressured")
 	}
-	fast.probe()
+	fast.Probe()
 	// Once the slow client reads again, its queue drains and the flag clears.
 	go func() {
 		for {
-			_ = slow.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			if _, _, err := slow.conn.ReadMessage(); err != nil {
+			_ = slow.Conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			if _, _, err := slow.Conn.ReadMessage(); err != nil {
 				return
 			}
 		}
 	}()
 	eventually(t, "backpressure cleared", func() bool {
-		info, _ := ts.h.Client(slow.id)
+		info, _ := ts.h.Client(slow.ID)
 		return !info.Backpressured && info.QueuedBytes == 0
 	})
 }
@@ -102,14 +102,14 @@ func TestSlowClientClosedWhenConfigured(t *testing.T) {
 		CloseOnBackpressureLimit: true,
 		WriteTimeout:             300 * time.Millisecond,
 	}, 3000, 8<<10)
-	ev := disconnected.wait(t)
-	if ev.ClientID != slow.id {
+	ev := disconnected.Wait(t)
+	if ev.ClientID != slow.ID {
 		t.Fatalf("disconnected %s, want the slow client", ev.ClientID)
 	}
-	if _, ok := ts.h.Client(fast.id); !ok {
+	if _, ok := ts.h.Client(fast.ID); !ok {
 		t.Fatal("fast client was disconnected")
 	}
-	fast.probe()
+	fast.Probe()
 }
 
 func waitProgress(t *testing.T, progress <-chan int, failed chan error, want int) {

@@ -30,6 +30,7 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 
+	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -580,7 +581,7 @@ func benchStalled(b *testing.B, stalled bool) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = conn.Close() })
-		slow = &wsClient{t: b, conn: conn}
+		slow = &wsClient{&wstest.Client{T: b, Conn: conn}}
 		slow.auth("stalled")
 	}
 	var round sync.WaitGroup
@@ -593,8 +594,8 @@ func benchStalled(b *testing.B, stalled bool) {
 				T int64 `json:"t"`
 			}
 			for {
-				_ = c.conn.SetReadDeadline(time.Now().Add(benchWait))
-				_, msg, err := c.conn.ReadMessage()
+				_ = c.Conn.SetReadDeadline(time.Now().Add(benchWait))
+				_, msg, err := c.Conn.ReadMessage()
 				if err != nil {
 					return
 				}
@@ -617,7 +618,7 @@ func benchStalled(b *testing.B, stalled bool) {
 		}
 		round.Wait()
 		if slow != nil {
-			if ci, ok := ts.h.Client(slow.id); ok && ci.QueuedBytes > maxQueued {
+			if ci, ok := ts.h.Client(slow.ID); ok && ci.QueuedBytes > maxQueued {
 				maxQueued = ci.QueuedBytes
 			}
 		}

@@ -16,34 +16,34 @@ func TestLocalDelivery(t *testing.T) {
 	b := ts.connect(t, "ben")
 	pending := ts.dial(t) // connected, never authenticated
 
-	if err := ts.h.SendToClient(b.id, "direct", map[string]int{"n": 1}); err != nil {
+	if err := ts.h.SendToClient(b.ID, "direct", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	b.expectData("direct", `{"n":1}`)
+	b.ExpectData("direct", `{"n":1}`)
 
 	if err := ts.h.SendToUser("ann", "user-msg", "hi"); err != nil {
 		t.Fatal(err)
 	}
-	a1.expectData("user-msg", `"hi"`)
-	a2.expectData("user-msg", `"hi"`)
+	a1.ExpectData("user-msg", `"hi"`)
+	a2.ExpectData("user-msg", `"hi"`)
 
-	if err := ts.h.SendToRoom(protocol.DefaultRoom, "room-msg", 2, a1.id); err != nil {
+	if err := ts.h.SendToRoom(protocol.DefaultRoom, "room-msg", 2, a1.ID); err != nil {
 		t.Fatal(err)
 	}
-	a2.expectData("room-msg", "2")
-	b.expectData("room-msg", "2")
+	a2.ExpectData("room-msg", "2")
+	b.ExpectData("room-msg", "2")
 
-	if err := ts.h.Broadcast("all", nil, b.id); err != nil {
+	if err := ts.h.Broadcast("all", nil, b.ID); err != nil {
 		t.Fatal(err)
 	}
-	a1.expect("all")
-	a2.expect("all")
+	a1.Expect("all")
+	a2.Expect("all")
 
-	if err := ts.h.SendToClient(pending.id, "x", nil); err != server.ErrClientNotFound {
+	if err := ts.h.SendToClient(pending.ID, "x", nil); err != server.ErrClientNotFound {
 		t.Errorf("SendToClient with empty id: %v", err)
 	}
 	for _, c := range []*wsClient{a1, a2, b, pending} {
-		c.probe() // nothing else arrived: not the excluded, not the unauthenticated
+		c.Probe() // nothing else arrived: not the excluded, not the unauthenticated
 	}
 	if err := ts.h.SendToClient("missing", "x", nil); err != server.ErrClientNotFound {
 		t.Errorf("unknown client: %v", err)
@@ -59,7 +59,7 @@ func TestLocalDelivery(t *testing.T) {
 func TestApplicationSendsSkipUnauthenticatedClients(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	waiting := ts.dial(t)
-	waiting.probe()
+	waiting.Probe()
 	ids := ts.h.Clients()
 	if len(ids) != 1 {
 		t.Fatalf("%d clients", len(ids))
@@ -70,7 +70,7 @@ func TestApplicationSendsSkipUnauthenticatedClients(t *testing.T) {
 	if err := ts.h.Broadcast("early", nil); err != nil {
 		t.Fatal(err)
 	}
-	waiting.probe()
+	waiting.Probe()
 	d := waiting.auth("late")
 	if d.ID != ids[0].ID {
 		t.Errorf("id changed: %s vs %s", d.ID, ids[0].ID)
@@ -80,11 +80,11 @@ func TestApplicationSendsSkipUnauthenticatedClients(t *testing.T) {
 func TestRawJSONDataIsSentAsIs(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "raw")
-	if err := ts.h.SendToClient(c.id, "raw", json.RawMessage(`{"a":[1,2]}`)); err != nil {
+	if err := ts.h.SendToClient(c.ID, "raw", json.RawMessage(`{"a":[1,2]}`)); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("raw", `{"a":[1,2]}`)
-	if err := ts.h.SendToClient(c.id, "raw", json.RawMessage(`{broken`)); err == nil {
+	c.ExpectData("raw", `{"a":[1,2]}`)
+	if err := ts.h.SendToClient(c.ID, "raw", json.RawMessage(`{broken`)); err == nil {
 		t.Error("invalid raw JSON accepted")
 	}
 }
@@ -105,7 +105,7 @@ func TestSendRoutesLocallyAndPublishes(t *testing.T) {
 		wantLocal   bool
 	}{
 		{"", protocol.ChannelBroadcast, protocol.TypeBroadcast, true},
-		{c.id, protocol.ChannelClient(c.id), protocol.TypeClient, true},
+		{c.ID, protocol.ChannelClient(c.ID), protocol.TypeClient, true},
 		{protocol.DefaultRoom, protocol.ChannelRoom(protocol.DefaultRoom), protocol.TypeRoom, true},
 		{"elsewhere", protocol.ChannelRoom("elsewhere"), protocol.TypeRoom, false},
 	}
@@ -114,7 +114,7 @@ func TestSendRoutesLocallyAndPublishes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if tt.wantLocal {
-			c.expectData("routed", `{"to":"`+tt.dest+`"}`)
+			c.ExpectData("routed", `{"to":"`+tt.dest+`"}`)
 		}
 		msg, err := sub.ReceiveMessage(ctx)
 		if err != nil {
@@ -132,5 +132,5 @@ func TestSendRoutesLocallyAndPublishes(t *testing.T) {
 			t.Errorf("envelope %+v", env)
 		}
 	}
-	c.probe()
+	c.Probe()
 }

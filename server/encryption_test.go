@@ -26,7 +26,7 @@ func okHandshake(_ context.Context, req server.HandshakeRequest) (*server.Handsh
 
 func expectWrapped(t *testing.T, c *wsClient, event, dataJSON string) {
 	t.Helper()
-	c.expectData(protocol.EventEncrypted, fmt.Sprintf(`{"e":%q,"d":%s}`, event, dataJSON))
+	c.ExpectData(protocol.EventEncrypted, fmt.Sprintf(`{"e":%q,"d":%s}`, event, dataJSON))
 }
 
 func TestRequiredEncryption(t *testing.T) {
@@ -40,14 +40,14 @@ func TestRequiredEncryption(t *testing.T) {
 	if d.ServerPublicKey != "pk-enc" || d.Salt != "salt" {
 		t.Errorf("connected %+v lacks handshake result", d)
 	}
-	if info, _ := ts.h.Client(c.id); !info.Encrypted {
+	if info, _ := ts.h.Client(c.ID); !info.Encrypted {
 		t.Error("client not marked encrypted")
 	}
-	if err := ts.h.SendToClient(c.id, "secret", map[string]int{"n": 1}); err != nil {
+	if err := ts.h.SendToClient(c.ID, "secret", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
 	expectWrapped(t, c, "secret", `{"n":1}`)
-	c.probe() // system replies stay plaintext
+	c.Probe() // system replies stay plaintext
 }
 
 func TestHandshakeRejected(t *testing.T) {
@@ -68,16 +68,16 @@ func TestHandshakeRejected(t *testing.T) {
 				Handshake:           tt.give,
 				OutboundTransformer: wrapTransformer,
 				ClientConnected: func(_ context.Context, ev server.ClientConnectedEvent) error {
-					connected.add(ev)
+					connected.Add(ev)
 					return nil
 				},
 			})
 			c := ts.dial(t)
-			c.send(protocol.EventAuthenticate, map[string]string{"token": "user:x"})
-			c.expectError(protocol.ErrMsgHandshakeFailed)
-			c.expectClose(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired)
+			c.Send(protocol.EventAuthenticate, map[string]string{"token": "user:x"})
+			c.ExpectError(protocol.ErrMsgHandshakeFailed)
+			c.ExpectClose(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired)
 			eventually(t, "client removed", func() bool { return len(ts.h.Clients()) == 0 })
-			if connected.count() != 0 {
+			if connected.Count() != 0 {
 				t.Error("ClientConnected after failed handshake")
 			}
 		})
@@ -93,7 +93,7 @@ func TestHandshakeStateIsolation(t *testing.T) {
 			if req.UserID != "hs" {
 				return okHandshake(ctx, req)
 			}
-			got.add(req)
+			got.Add(req)
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -105,8 +105,8 @@ func TestHandshakeStateIsolation(t *testing.T) {
 	other := ts.dial(t)
 	other.auth("other")
 	c := ts.dial(t)
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "user:hs", "publicKey": "k"})
-	req := got.wait(t)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "user:hs", "publicKey": "k"})
+	req := got.Wait(t)
 	if req.UserID != "hs" || !jsonEqual(req.Data, `{"token":"user:hs","publicKey":"k"}`) {
 		t.Errorf("handshake request %+v", req)
 	}
@@ -117,11 +117,11 @@ func TestHandshakeStateIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectWrapped(t, other, "during-handshake", "1")
-	c.send("chat", nil)
-	c.expectError(protocol.ErrMsgNotAuthenticated)
+	c.Send("chat", nil)
+	c.ExpectError(protocol.ErrMsgNotAuthenticated)
 	close(release)
-	c.expect(protocol.EventConnected)
-	c.probe() // the broadcast never arrived
+	c.Expect(protocol.EventConnected)
+	c.Probe() // the broadcast never arrived
 }
 
 func TestSlowHandshakeTimesOut(t *testing.T) {
@@ -134,8 +134,8 @@ func TestSlowHandshakeTimesOut(t *testing.T) {
 		OutboundTransformer: wrapTransformer,
 	})
 	c := ts.dial(t)
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "user:slow"})
-	c.expectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "user:slow"})
+	c.ExpectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
 }
 
 func TestMixedRoomAndTransformerResults(t *testing.T) {
@@ -152,7 +152,7 @@ func TestMixedRoomAndTransformerResults(t *testing.T) {
 	})
 	plain := ts.connect(t, "plain")
 	enc := ts.connect(t, "enc")
-	if err := ts.h.EnableClientEncryption(enc.id); err != nil {
+	if err := ts.h.EnableClientEncryption(enc.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range []string{"news", "as-is", "fail", "last"} {
@@ -161,13 +161,13 @@ func TestMixedRoomAndTransformerResults(t *testing.T) {
 		}
 	}
 	for _, ev := range []string{"news", "as-is", "fail", "last"} {
-		plain.expectData(ev, `"x"`)
+		plain.ExpectData(ev, `"x"`)
 	}
 	expectWrapped(t, enc, "news", `"x"`)
-	enc.expectData("as-is", `"x"`)
+	enc.ExpectData("as-is", `"x"`)
 	expectWrapped(t, enc, "last", `"x"`) // "fail" was dropped for this client only
-	enc.probe()
-	plain.probe()
+	enc.Probe()
+	plain.Probe()
 }
 
 func TestEncryptedOrderingAndBatchLimit(t *testing.T) {
@@ -192,7 +192,7 @@ func TestEncryptedOrderingAndBatchLimit(t *testing.T) {
 	var clients []*wsClient
 	for i := range 12 {
 		c := ts.connect(t, fmt.Sprintf("e%d", i))
-		if err := ts.h.EnableClientEncryption(c.id); err != nil {
+		if err := ts.h.EnableClientEncryption(c.ID); err != nil {
 			t.Fatal(err)
 		}
 		clients = append(clients, c)
@@ -215,7 +215,7 @@ func TestEncryptedOrderingAndBatchLimit(t *testing.T) {
 		if err := ts.h.Broadcast("seq", i); err != nil {
 			t.Fatal(err)
 		}
-		if err := ts.h.SendToClient(clients[i%len(clients)].id, "direct", i); err != nil {
+		if err := ts.h.SendToClient(clients[i%len(clients)].ID, "direct", i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -226,7 +226,7 @@ func TestEncryptedOrderingAndBatchLimit(t *testing.T) {
 				expectWrapped(t, c, "direct", fmt.Sprint(i))
 			}
 		}
-		c.probe()
+		c.Probe()
 	}
 }
 
@@ -244,17 +244,17 @@ func TestInboundTransformer(t *testing.T) {
 			return &m, nil
 		},
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	})
 	c := ts.dial(t)
 	c.auth("in")
-	c.send(protocol.EventEncrypted, map[string]any{"event": "chat", "data": "hello"})
-	ev := handled.wait(t)
+	c.Send(protocol.EventEncrypted, map[string]any{"event": "chat", "data": "hello"})
+	ev := handled.Wait(t)
 	if ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, `"hello"`) {
 		t.Errorf("handler got %+v", ev.Message)
 	}
-	c.send(protocol.EventEncrypted, "not an object")
-	c.expectError(protocol.ErrMsgInvalidFormat)
+	c.Send(protocol.EventEncrypted, "not an object")
+	c.ExpectError(protocol.ErrMsgInvalidFormat)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -36,15 +37,15 @@ func TestInvalidFramesGetAnErrorAndKeepTheConnection(t *testing.T) {
 			c.auth("frames")
 		}
 		for _, tt := range tests {
-			c.sendRaw(tt.give)
-			c.expectError(protocol.ErrMsgInvalidFormat)
+			c.SendRaw(tt.give)
+			c.ExpectError(protocol.ErrMsgInvalidFormat)
 		}
 		// Still usable afterwards.
 		if !authenticated {
 			c.auth("frames")
 		}
-		c.send(protocol.EventAuthenticate, nil)
-		c.expectError(protocol.ErrMsgAlreadyAuthenticated)
+		c.Send(protocol.EventAuthenticate, nil)
+		c.ExpectError(protocol.ErrMsgAlreadyAuthenticated)
 	}
 }
 
@@ -52,50 +53,50 @@ func TestFramesWithoutEventAreDropped(t *testing.T) {
 	handled := newRecorder[server.MessageEvent]()
 	ts := startServer(t, nil, server.Options{
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	})
 	c := ts.connect(t, "drop")
 	for _, give := range []string{`{}`, `{"data":1}`, `{"event":""}`, `{"event":null}`} {
-		c.sendRaw(give)
+		c.SendRaw(give)
 	}
-	c.probe()
-	if handled.count() != 0 {
-		t.Errorf("message handler saw %d dropped frames", handled.count())
+	c.Probe()
+	if handled.Count() != 0 {
+		t.Errorf("message handler saw %d dropped frames", handled.Count())
 	}
 }
 
 func TestBinaryFramesAreReadAsText(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.dial(t)
-	_ = c.conn.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"authenticate","data":{"token":"user:bin"}}`))
-	c.expect(protocol.EventConnected)
+	_ = c.Conn.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"authenticate","data":{"token":"user:bin"}}`))
+	c.Expect(protocol.EventConnected)
 }
 
 func TestMessageHandlerGetsApplicationEventsOnly(t *testing.T) {
 	handled := newRecorder[server.MessageEvent]()
 	ts := startServer(t, nil, server.Options{
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	})
 	c := ts.connect(t, "dave")
 	for _, ev := range []string{protocol.EventConnected, protocol.EventDisconnect, protocol.EventError, protocol.EventEncrypted, protocol.EventHeartbeat} {
-		c.send(ev, map[string]string{"x": "y"})
+		c.Send(ev, map[string]string{"x": "y"})
 	}
-	c.sendRaw(`{"event":"chat","data":{"text":"hi"},"id":"m1"}`)
-	ev := handled.wait(t)
-	if ev.Message.Event != "chat" || ev.ClientID != c.id || ev.UserID != "dave" || ev.Message.ID != "m1" {
+	c.SendRaw(`{"event":"chat","data":{"text":"hi"},"id":"m1"}`)
+	ev := handled.Wait(t)
+	if ev.Message.Event != "chat" || ev.ClientID != c.ID || ev.UserID != "dave" || ev.Message.ID != "m1" {
 		t.Fatalf("handler got %+v", ev)
 	}
 	if !jsonEqual(ev.Message.Data, `{"text":"hi"}`) {
 		t.Errorf("data %s", ev.Message.Data)
 	}
-	c.probe()
-	if handled.count() != 1 {
-		t.Errorf("handler called %d times, want 1", handled.count())
+	c.Probe()
+	if handled.Count() != 1 {
+		t.Errorf("handler called %d times, want 1", handled.Count())
 	}
 }
 
@@ -109,13 +110,13 @@ func TestMessageHandlerFailuresKeepTheConnection(t *testing.T) {
 		},
 	})
 	c := ts.connect(t, "erin")
-	c.send("boom", nil)
-	c.send("fail", nil)
-	c.probe()
-	if err := ts.h.SendToClient(c.id, "still", 1); err != nil {
+	c.Send("boom", nil)
+	c.Send("fail", nil)
+	c.Probe()
+	if err := ts.h.SendToClient(c.ID, "still", 1); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("still", "1")
+	c.ExpectData("still", "1")
 	if st := ts.h.Stats(); st.CallbackPanics != 1 || st.CallbackErrors < 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -127,10 +128,10 @@ func TestClientConnectedPanicDoesNotFailAuth(t *testing.T) {
 	})
 	c := ts.connect(t, "fay")
 	eventually(t, "panic counted", func() bool { return ts.h.Stats().CallbackPanics == 1 })
-	if err := ts.h.SendToClient(c.id, "ok", nil); err != nil {
+	if err := ts.h.SendToClient(c.ID, "ok", nil); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("ok")
+	c.Expect("ok")
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
@@ -139,17 +140,17 @@ func TestHeartbeatTimeout(t *testing.T) {
 		HeartbeatTimeout:  150 * time.Millisecond,
 	}})
 	c := ts.connect(t, "sleepy")
-	c.expectClose(protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
+	c.ExpectClose(protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
 	eventually(t, "index cleared", func() bool { return len(ts.h.Clients()) == 0 })
 }
 
 func TestHeartbeatUpdatesLastActivity(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "beat")
-	before, _ := ts.h.Client(c.id)
-	c.send(protocol.EventHeartbeat, nil)
-	c.probe()
-	after, _ := ts.h.Client(c.id)
+	before, _ := ts.h.Client(c.ID)
+	c.Send(protocol.EventHeartbeat, nil)
+	c.Probe()
+	after, _ := ts.h.Client(c.ID)
 	if !after.LastActivity.After(before.LastActivity) {
 		t.Errorf("last activity %v not after %v", after.LastActivity, before.LastActivity)
 	}
@@ -160,16 +161,16 @@ func TestDisconnectCleansEveryIndex(t *testing.T) {
 	ts := startServer(t, nil, server.Options{
 		ValidateRoom: allowAll,
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
 	c := ts.connect(t, "gina")
-	c.send(protocol.EventJoin, map[string]any{"rooms": []string{"r1", "r2"}})
+	c.Send(protocol.EventJoin, map[string]any{"rooms": []string{"r1", "r2"}})
 	eventually(t, "joined", func() bool { return len(ts.h.ClientsInRoom("r2")) == 1 })
-	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
-	ev := disconnected.wait(t)
-	if ev.ClientID != c.id || ev.UserID != "gina" || !ev.Authenticated {
+	_ = c.Conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
+	ev := disconnected.Wait(t)
+	if ev.ClientID != c.ID || ev.UserID != "gina" || !ev.Authenticated {
 		t.Errorf("disconnect event %+v", ev)
 	}
 	if n := len(ts.h.Clients()); n != 0 {
@@ -185,16 +186,16 @@ func TestDisconnectCleansEveryIndex(t *testing.T) {
 	if st.Users != 0 || st.Rooms != 0 || st.Connections != 0 {
 		t.Errorf("stats after disconnect %+v", st)
 	}
-	if disconnected.count() != 1 {
-		t.Errorf("disconnect callback ran %d times", disconnected.count())
+	if disconnected.Count() != 1 {
+		t.Errorf("disconnect callback ran %d times", disconnected.Count())
 	}
 }
 
 func TestOversizeFrameClosesWith1009(t *testing.T) {
 	ts := startServer(t, nil, server.Options{Config: server.Config{MaxPayloadLength: 1024}})
 	c := ts.connect(t, "big")
-	c.sendRaw(`{"event":"chat","data":"` + strings.Repeat("x", 2048) + `"}`)
-	c.expectClose(websocket.CloseMessageTooBig, "")
+	c.SendRaw(`{"event":"chat","data":"` + strings.Repeat("x", 2048) + `"}`)
+	c.ExpectClose(websocket.CloseMessageTooBig, "")
 }
 
 func TestOriginPolicy(t *testing.T) {
@@ -267,26 +268,26 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 	disconnected := newRecorder[server.ClientDisconnectedEvent]()
 	ts := startServer(t, nil, server.Options{
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
 	a := ts.connect(t, "a")
 	b := ts.dial(t) // not authenticated yet
-	b.probe()
+	b.Probe()
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		done <- ts.h.Shutdown(ctx)
 	}()
-	a.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
-	b.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+	a.ExpectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+	b.ExpectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if disconnected.count() != 2 {
-		t.Errorf("disconnect callbacks: %d, want 2", disconnected.count())
+	if disconnected.Count() != 2 {
+		t.Errorf("disconnect callbacks: %d, want 2", disconnected.Count())
 	}
 	if n := len(ts.h.Clients()); n != 0 {
 		t.Errorf("%d clients after shutdown", n)
@@ -310,8 +311,8 @@ func TestConfigureTwiceIsHarmless(t *testing.T) {
 	if err := other.h.PublishToUser(context.Background(), "once", "hello", 1); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("hello", "1")
-	c.probe()
+	c.ExpectData("hello", "1")
+	c.Probe()
 }
 
 func allowAll(_ context.Context, req server.ValidateRoomRequest) ([]string, error) {
@@ -321,28 +322,28 @@ func allowAll(_ context.Context, req server.ValidateRoomRequest) ([]string, erro
 func TestInvalidUTF8TextClosesWith1007(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "utf")
-	_ = c.conn.WriteMessage(websocket.TextMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\xfe\"}"))
-	c.expectClose(websocket.CloseInvalidFramePayloadData, protocol.ReasonInvalidUTF8)
+	_ = c.Conn.WriteMessage(websocket.TextMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\xfe\"}"))
+	c.ExpectClose(websocket.CloseInvalidFramePayloadData, protocol.ReasonInvalidUTF8)
 }
 
 func TestInvalidUTF8BinaryGetsAnError(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "utf")
-	_ = c.conn.WriteMessage(websocket.BinaryMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\"}"))
-	c.expectError(protocol.ErrMsgInvalidFormat)
+	_ = c.Conn.WriteMessage(websocket.BinaryMessage, []byte("{\"event\":\"chat\",\"data\":\"\xff\"}"))
+	c.ExpectError(protocol.ErrMsgInvalidFormat)
 }
 
 func TestServerSendsPings(t *testing.T) {
 	ts := startServer(t, nil, server.Options{Config: server.Config{IdleTimeout: 200 * time.Millisecond}})
 	c := ts.connect(t, "pinged")
 	pinged := make(chan struct{}, 16)
-	c.conn.SetPingHandler(func(data string) error {
+	c.Conn.SetPingHandler(func(data string) error {
 		pinged <- struct{}{}
-		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		return c.Conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
 	go func() { // control frames are processed while reading
 		for {
-			if _, _, err := c.conn.ReadMessage(); err != nil {
+			if _, _, err := c.Conn.ReadMessage(); err != nil {
 				return
 			}
 		}
@@ -354,7 +355,7 @@ func TestServerSendsPings(t *testing.T) {
 			t.Fatal("no ping from the server")
 		}
 	}
-	if _, ok := ts.h.Client(c.id); !ok {
+	if _, ok := ts.h.Client(c.ID); !ok {
 		t.Fatal("answering pings did not keep the connection")
 	}
 }
@@ -364,12 +365,12 @@ func TestIdleTimeoutWithoutPings(t *testing.T) {
 	ts := startServer(t, nil, server.Options{
 		Config: server.Config{IdleTimeout: 150 * time.Millisecond, SendPings: server.Bool(false)},
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
 	c := ts.connect(t, "quiet")
-	if ev := disconnected.wait(t); ev.ClientID != c.id {
+	if ev := disconnected.Wait(t); ev.ClientID != c.ID {
 		t.Fatalf("disconnected %+v", ev)
 	}
 }
@@ -380,7 +381,7 @@ func TestConcurrentShutdownWaitsForTheFirst(t *testing.T) {
 	ts := startServer(t, nil, server.Options{
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
 			<-release
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
@@ -402,8 +403,8 @@ func TestConcurrentShutdownWaitsForTheFirst(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
-	if disconnected.count() != 1 {
-		t.Errorf("%d disconnect callbacks", disconnected.count())
+	if disconnected.Count() != 1 {
+		t.Errorf("%d disconnect callbacks", disconnected.Count())
 	}
 }
 
@@ -419,8 +420,8 @@ func TestCallbacksCanReachTheHelper(t *testing.T) {
 		},
 	})
 	c := ts.connect(t, "echoer")
-	c.send("say", "hi")
-	c.expectData("echo", `"hi"`)
+	c.Send("say", "hi")
+	c.ExpectData("echo", `"hi"`)
 	if server.FromContext(context.Background()) != nil {
 		t.Error("helper from an unrelated context")
 	}
@@ -429,10 +430,10 @@ func TestCallbacksCanReachTheHelper(t *testing.T) {
 func TestPeerCloseIsEchoed(t *testing.T) {
 	ts := startServer(t, nil, server.Options{})
 	c := ts.connect(t, "bye")
-	if err := c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4321, "leaving")); err != nil {
+	if err := c.Conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4321, "leaving")); err != nil {
 		t.Fatal(err)
 	}
-	c.expectClose(4321, "")
+	c.ExpectClose(4321, "")
 }
 
 func TestPerMessageDeflateClients(t *testing.T) {
@@ -445,7 +446,7 @@ func TestPerMessageDeflateClients(t *testing.T) {
 	if got := resp.Header.Get("Sec-Websocket-Extensions"); !strings.Contains(got, "permessage-deflate") {
 		t.Fatalf("compression not negotiated: %q", got)
 	}
-	compressed := &wsClient{t: t, conn: conn}
+	compressed := &wsClient{&wstest.Client{T: t, Conn: conn}}
 	t.Cleanup(func() { _ = conn.Close() })
 	compressed.auth("zip")
 	plain := ts.connect(t, "plain")
@@ -457,12 +458,12 @@ func TestPerMessageDeflateClients(t *testing.T) {
 	}
 	for _, c := range []*wsClient{compressed, plain} {
 		for i := range 3 {
-			c.expectData("big", `{"i":`+strconv.Itoa(i)+`,"s":"`+big+`"}`)
+			c.ExpectData("big", `{"i":`+strconv.Itoa(i)+`,"s":"`+big+`"}`)
 		}
-		c.probe()
+		c.Probe()
 	}
-	_ = compressed.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
-	compressed.expectClose(websocket.CloseNormalClosure, "")
+	_ = compressed.Conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	compressed.ExpectClose(websocket.CloseNormalClosure, "")
 }
 
 func TestDirectWriteAfterTheWriteDeadlinePassed(t *testing.T) {
@@ -472,12 +473,12 @@ func TestDirectWriteAfterTheWriteDeadlinePassed(t *testing.T) {
 	// of 50ms; once it has passed, a reply must still arrive.
 	deadlinePassed := time.Now().Add(100 * time.Millisecond)
 	eventually(t, "the writer's deadline to pass", func() bool { return time.Now().After(deadlinePassed) })
-	if err := ts.h.SendToClient(c.id, "late", 1); err != nil {
+	if err := ts.h.SendToClient(c.ID, "late", 1); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("late", "1")
-	if err := ts.h.SendToClient(c.id, "again", 2); err != nil {
+	c.ExpectData("late", "1")
+	if err := ts.h.SendToClient(c.ID, "again", 2); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("again", "2")
+	c.ExpectData("again", "2")
 }

@@ -9,15 +9,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -40,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // waitTimeout bounds every wait in these tests; nothing waits by sleeping.
-const waitTimeout = 5 * time.Second
+const waitTimeout = wstest.WaitTimeout
 
 // tokenAuth accepts {"token":"user:<id>"}; "reject" is refused, "error"
 // fails and "panic" panics.
@@ -107,17 +105,20 @@ func startServer(t testing.TB, rs *redistest.Server, opts server.Options) *testS
 
 func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.srv.URL, "http") }
 
-type wsClient struct {
-	t    testing.TB
-	conn *websocket.Conn
-	id   string
-}
+// wsClient is a real WebSocket client (internal/wstest) with the helpers
+// these tests add.
+type wsClient struct{ *wstest.Client }
 
-type inFrame struct {
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data"`
-	ID    string          `json:"id"`
-}
+type inFrame = wstest.Frame
+
+type recorder[T any] = wstest.Recorder[T]
+
+func newRecorder[T any]() *recorder[T] { return wstest.NewRecorder[T]() }
+
+var (
+	jsonEqual  = wstest.JSONEqual
+	eventually = wstest.Eventually
+)
 
 func (ts *testServer) dial(t testing.TB) *wsClient {
 	t.Helper()
@@ -126,120 +127,19 @@ func (ts *testServer) dial(t testing.TB) *wsClient {
 
 func (ts *testServer) dialHeader(t testing.TB, hdr http.Header) *wsClient {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	conn, resp, err := d.Dial(ts.wsURL(), hdr)
-	if err != nil {
-		t.Fatalf("dial: %v (response %v)", err, resp)
-	}
-	c := &wsClient{t: t, conn: conn}
-	t.Cleanup(func() { _ = conn.Close() })
-	return c
-}
-
-func (c *wsClient) sendRaw(s string) {
-	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *wsClient) send(event string, data any) {
-	c.t.Helper()
-	m := map[string]any{"event": event}
-	if data != nil {
-		m["data"] = data
-	}
-	b, _ := json.Marshal(m)
-	c.sendRaw(string(b))
-}
-
-// next reads one frame, failing the test after waitTimeout.
-func (c *wsClient) next() inFrame {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-	_, b, err := c.conn.ReadMessage()
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	var f inFrame
-	if err := json.Unmarshal(b, &f); err != nil {
-		c.t.Fatalf("frame %q is not JSON: %v", b, err)
-	}
-	return f
-}
-
-// expect reads the next frame and checks its event.
-func (c *wsClient) expect(event string) inFrame {
-	c.t.Helper()
-	f := c.next()
-	if f.Event != event {
-		c.t.Fatalf("got event %q (data %s), want %q", f.Event, f.Data, event)
-	}
-	return f
-}
-
-// expectError reads the next frame and checks it is an error with msg.
-func (c *wsClient) expectError(msg string) {
-	c.t.Helper()
-	f := c.expect(protocol.EventError)
-	var d protocol.ErrorData
-	_ = json.Unmarshal(f.Data, &d)
-	if d.Message != msg {
-		c.t.Fatalf("error message %q, want %q", d.Message, msg)
-	}
-}
-
-// expectData reads the next frame and checks event and data.
-func (c *wsClient) expectData(event, wantJSON string) {
-	c.t.Helper()
-	f := c.expect(event)
-	if !jsonEqual(f.Data, wantJSON) {
-		c.t.Fatalf("%s data %s, want %s", event, f.Data, wantJSON)
-	}
-}
-
-// probe proves that nothing was queued for the client before this point:
-// it sends an invalid frame and expects the answer to it as the very next
-// frame, since a client's frames leave in order.
-func (c *wsClient) probe() {
-	c.t.Helper()
-	c.sendRaw("probe: not json")
-	c.expectError(protocol.ErrMsgInvalidFormat)
-}
-
-// expectClose reads until the connection closes and checks code and reason.
-func (c *wsClient) expectClose(code int, reason string) {
-	c.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		_ = c.conn.SetReadDeadline(deadline)
-		_, b, err := c.conn.ReadMessage()
-		if err == nil {
-			c.t.Logf("frame before close: %s", b)
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) {
-			c.t.Fatalf("read ended with %v, want close %d", err, code)
-		}
-		if ce.Code != code || ce.Text != reason {
-			c.t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Text, code, reason)
-		}
-		return
-	}
+	return &wsClient{wstest.Dial(t, ts.wsURL(), hdr)}
 }
 
 // auth authenticates as userID and returns the connected payload.
 func (c *wsClient) auth(userID string) protocol.ConnectedData {
-	c.t.Helper()
-	c.send(protocol.EventAuthenticate, map[string]string{"token": "user:" + userID})
-	f := c.expect(protocol.EventConnected)
+	c.T.Helper()
+	c.Send(protocol.EventAuthenticate, map[string]string{"token": "user:" + userID})
+	f := c.Expect(protocol.EventConnected)
 	var d protocol.ConnectedData
 	if err := json.Unmarshal(f.Data, &d); err != nil {
-		c.t.Fatalf("connected data %s: %v", f.Data, err)
+		c.T.Fatalf("connected data %s: %v", f.Data, err)
 	}
-	c.id = d.ID
+	c.ID = d.ID
 	return d
 }
 
@@ -248,60 +148,6 @@ func (ts *testServer) connect(t testing.TB, userID string) *wsClient {
 	c := ts.dial(t)
 	c.auth(userID)
 	return c
-}
-
-func jsonEqual(got json.RawMessage, want string) bool {
-	var a, b any
-	if json.Unmarshal(got, &a) != nil || json.Unmarshal([]byte(want), &b) != nil {
-		return false
-	}
-	return fmt.Sprint(a) == fmt.Sprint(b)
-}
-
-// recorder collects callback events for assertions.
-type recorder[T any] struct {
-	mu sync.Mutex
-	ch chan T
-	n  int
-}
-
-func newRecorder[T any]() *recorder[T] { return &recorder[T]{ch: make(chan T, 1024)} }
-
-func (r *recorder[T]) add(v T) {
-	r.mu.Lock()
-	r.n++
-	r.mu.Unlock()
-	r.ch <- v
-}
-
-func (r *recorder[T]) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
-func (r *recorder[T]) wait(t testing.TB) T {
-	t.Helper()
-	select {
-	case v := <-r.ch:
-		return v
-	case <-time.After(waitTimeout):
-		var zero T
-		t.Fatalf("timed out waiting for %T", zero)
-		return zero
-	}
-}
-
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func newHTTPServer(t testing.TB, h http.Handler) *httptest.Server {

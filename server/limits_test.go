@@ -20,19 +20,19 @@ func TestRateLimitClosesAFlood(t *testing.T) {
 	ts := startServer(t, nil, server.Options{Config: server.Config{MessageRate: 1, MessageBurst: 5}})
 	c := ts.connect(t, "flood")
 	for range 4 { // the rest of the burst (authenticate took one): answered normally
-		c.sendRaw("x")
+		c.SendRaw("x")
 	}
 	for range 4 {
-		c.expectError(protocol.ErrMsgInvalidFormat)
+		c.ExpectError(protocol.ErrMsgInvalidFormat)
 	}
 	// The flood: one error, then the close; further frames get nothing.
 	for range 50 {
-		if err := c.conn.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+		if err := c.Conn.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
 			break
 		}
 	}
-	c.expectError(protocol.ErrMsgRateLimited)
-	c.expectClose(websocket.ClosePolicyViolation, protocol.ReasonRateLimited)
+	c.ExpectError(protocol.ErrMsgRateLimited)
+	c.ExpectClose(websocket.ClosePolicyViolation, protocol.ReasonRateLimited)
 	if got := ts.h.Stats().RateLimited; got != 1 {
 		t.Errorf("rate-limited count %d", got)
 	}
@@ -42,8 +42,8 @@ func TestMaxPendingConnections(t *testing.T) {
 	ts := startServer(t, nil, server.Options{Config: server.Config{MaxPendingConnections: 2}})
 	a := ts.dial(t)
 	b := ts.dial(t)
-	a.probe()
-	b.probe()
+	a.Probe()
+	b.Probe()
 	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
 	_, resp, err := d.Dial(ts.wsURL(), nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
@@ -63,9 +63,9 @@ func TestMaxConnectionsPerUser(t *testing.T) {
 	ts.connect(t, "multi")
 	ts.connect(t, "multi")
 	third := ts.dial(t)
-	third.send(protocol.EventAuthenticate, map[string]string{"token": "user:multi"})
-	third.expectError(protocol.ErrMsgTooManyConnections)
-	third.expectClose(websocket.ClosePolicyViolation, protocol.ReasonTooManyConnections)
+	third.Send(protocol.EventAuthenticate, map[string]string{"token": "user:multi"})
+	third.ExpectError(protocol.ErrMsgTooManyConnections)
+	third.ExpectClose(websocket.ClosePolicyViolation, protocol.ReasonTooManyConnections)
 	eventually(t, "refused session gone", func() bool { return len(ts.h.Clients()) == 2 })
 	if got := len(ts.h.ClientsByUser("multi")); got != 2 {
 		t.Errorf("user has %d sessions", got)
@@ -86,20 +86,20 @@ func TestCallbackPanicsAreContained(t *testing.T) {
 		},
 	})
 	c := ts.connect(t, "p")
-	c.send(protocol.EventJoin, map[string]any{"rooms": []string{"r"}})
-	c.probe()
+	c.Send(protocol.EventJoin, map[string]any{"rooms": []string{"r"}})
+	c.Probe()
 	enc := ts.connect(t, "enc")
-	if err := ts.h.EnableClientEncryption(enc.id); err != nil {
+	if err := ts.h.EnableClientEncryption(enc.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.h.Broadcast("b", 1); err != nil {
 		t.Fatal(err)
 	}
-	c.expectData("b", "1")
-	enc.probe() // its copy was dropped, the connection lives
-	_ = enc.conn.Close()
+	c.ExpectData("b", "1")
+	enc.Probe() // its copy was dropped, the connection lives
+	_ = enc.Conn.Close()
 	eventually(t, "disconnect callback", func() bool { return disconnects.Load() == 1 })
-	c.probe()
+	c.Probe()
 	if st := ts.h.Stats(); st.CallbackPanics != 3 {
 		t.Errorf("panics counted %d, want 3", st.CallbackPanics)
 	}
@@ -110,7 +110,7 @@ func TestDrainDeliversQueuedMessagesAndClosesInBatches(t *testing.T) {
 	ts := startServer(t, nil, server.Options{
 		Config: server.Config{DrainWindow: 300 * time.Millisecond, DrainBatches: 3},
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
-			disconnected.add(ev)
+			disconnected.Add(ev)
 			return nil
 		},
 	})
@@ -133,19 +133,19 @@ func TestDrainDeliversQueuedMessagesAndClosesInBatches(t *testing.T) {
 	var closedAt []time.Duration
 	for _, c := range clients {
 		for i := range 20 {
-			f := c.expect("last-words")
+			f := c.Expect("last-words")
 			if string(f.Data) != strconv.Itoa(i) {
 				t.Fatalf("message %d: %s", i, f.Data)
 			}
 		}
-		c.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+		c.ExpectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
 		closedAt = append(closedAt, time.Since(start))
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if disconnected.count() != 6 {
-		t.Errorf("%d disconnect callbacks", disconnected.count())
+	if disconnected.Count() != 6 {
+		t.Errorf("%d disconnect callbacks", disconnected.Count())
 	}
 	// Three batches over 300ms: the last close comes at least two pauses
 	// after the first.
@@ -201,6 +201,6 @@ func TestIdleConnectionsHoldOneGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range clients {
-		c.expectData("wake", "1")
+		c.ExpectData("wake", "1")
 	}
 }

@@ -41,8 +41,8 @@ func newFleetRouting(t *testing.T, routingA, routingB string) *fleet {
 	f.a2 = f.a.connect(t, "u2a")
 	f.b2 = f.b.connect(t, "u2b")
 	for _, c := range []*wsClient{f.a2, f.b2} {
-		c.send(protocol.EventJoin, map[string]any{"rooms": []string{"shared"}})
-		c.probe()
+		c.Send(protocol.EventJoin, map[string]any{"rooms": []string{"shared"}})
+		c.Probe()
 	}
 	return f
 }
@@ -52,7 +52,7 @@ func (f *fleet) all() []*wsClient { return []*wsClient{f.a1, f.b1, f.a2, f.b2} }
 // probeAll proves no client got anything else (no duplicates).
 func (f *fleet) probeAll() {
 	for _, c := range f.all() {
-		c.probe()
+		c.Probe()
 	}
 }
 
@@ -74,51 +74,51 @@ func testCrossInstance(t *testing.T, f *fleet) {
 	if err := f.a.h.PublishToRoom(ctx, "shared", "room", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("room", "1")
-	f.b2.expectData("room", "1")
+	f.a2.ExpectData("room", "1")
+	f.b2.ExpectData("room", "1")
 	f.probeAll()
 
-	if err := f.a.h.PublishToRoom(ctx, "shared", "room-ex", 2, f.b2.id); err != nil {
+	if err := f.a.h.PublishToRoom(ctx, "shared", "room-ex", 2, f.b2.ID); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("room-ex", "2")
+	f.a2.ExpectData("room-ex", "2")
 	f.probeAll()
 
-	if err := f.b.h.PublishBroadcast(ctx, "bc", "x", f.a1.id); err != nil {
+	if err := f.b.h.PublishBroadcast(ctx, "bc", "x", f.a1.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*wsClient{f.b1, f.a2, f.b2} {
-		c.expectData("bc", `"x"`)
+		c.ExpectData("bc", `"x"`)
 	}
 	f.probeAll()
 
 	if err := f.a.h.PublishToUser(ctx, "u1", "user", true); err != nil {
 		t.Fatal(err)
 	}
-	f.a1.expectData("user", "true")
-	f.b1.expectData("user", "true")
+	f.a1.ExpectData("user", "true")
+	f.b1.ExpectData("user", "true")
 	f.probeAll()
 
 	// A client on the other instance, by client id and by Send.
-	if err := f.a.h.PublishToClient(ctx, f.b1.id, "client", 3); err != nil {
+	if err := f.a.h.PublishToClient(ctx, f.b1.ID, "client", 3); err != nil {
 		t.Fatal(err)
 	}
-	f.b1.expectData("client", "3")
-	if err := f.a.h.Send(ctx, f.b2.id, "send-remote", 4); err != nil {
+	f.b1.ExpectData("client", "3")
+	if err := f.a.h.Send(ctx, f.b2.ID, "send-remote", 4); err != nil {
 		t.Fatal(err)
 	}
-	f.b2.expectData("send-remote", "4")
+	f.b2.ExpectData("send-remote", "4")
 	if err := f.a.h.Send(ctx, "", "send-all", 5); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range f.all() {
-		c.expectData("send-all", "5")
+		c.ExpectData("send-all", "5")
 	}
 	if err := f.a.h.Send(ctx, "shared", "send-room", 6); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("send-room", "6")
-	f.b2.expectData("send-room", "6")
+	f.a2.ExpectData("send-room", "6")
+	f.b2.ExpectData("send-room", "6")
 	f.probeAll()
 }
 
@@ -147,20 +147,20 @@ func TestEmitterAndIgnisEnvelopesAreDelivered(t *testing.T) {
 		ServerID: protocol.EmitterServerID, Type: protocol.TypeRoom, Target: "shared",
 		Event: "from-emitter", Data: json.RawMessage(`{"k":"v"}`),
 	}))
-	f.a2.expectData("from-emitter", `{"k":"v"}`)
-	f.b2.expectData("from-emitter", `{"k":"v"}`)
+	f.a2.ExpectData("from-emitter", `{"k":"v"}`)
+	f.b2.ExpectData("from-emitter", `{"k":"v"}`)
 	// What an Ignis server publishes for an unknown destination: a room
 	// message whose target is a client id.
-	publishRaw(t, rdb, protocol.ChannelRoom(f.b1.id), envelopeJSON(t, protocol.Envelope{
-		ServerID: "ignis-node", Type: protocol.TypeRoom, Target: f.b1.id, Event: "to-client-id", Data: json.RawMessage(`1`),
+	publishRaw(t, rdb, protocol.ChannelRoom(f.b1.ID), envelopeJSON(t, protocol.Envelope{
+		ServerID: "ignis-node", Type: protocol.TypeRoom, Target: f.b1.ID, Event: "to-client-id", Data: json.RawMessage(`1`),
 	}))
-	f.b1.expectData("to-client-id", "1")
+	f.b1.ExpectData("to-client-id", "1")
 	// exclude is honoured for every envelope type, users included.
 	publishRaw(t, rdb, protocol.ChannelUser("u1"), envelopeJSON(t, protocol.Envelope{
 		ServerID: protocol.EmitterServerID, Type: protocol.TypeUser, Target: "u1",
-		Event: "user-ex", Data: json.RawMessage(`2`), Exclude: []string{f.a1.id},
+		Event: "user-ex", Data: json.RawMessage(`2`), Exclude: []string{f.a1.ID},
 	}))
-	f.b1.expectData("user-ex", "2")
+	f.b1.ExpectData("user-ex", "2")
 	f.probeAll()
 }
 
@@ -169,8 +169,8 @@ func TestOwnMessagesAreIgnored(t *testing.T) {
 	publishRaw(t, f.rs.Client(t), protocol.ChannelBroadcast, envelopeJSON(t, protocol.Envelope{
 		ServerID: f.a.h.ServerID(), Type: protocol.TypeBroadcast, Event: "echo",
 	}))
-	f.b1.expect("echo")
-	f.b2.expect("echo")
+	f.b1.Expect("echo")
+	f.b2.Expect("echo")
 	f.probeAll()
 }
 
@@ -197,7 +197,7 @@ func TestMalformedRedisMessagesAreDropped(t *testing.T) {
 		ServerID: "x", Type: protocol.TypeBroadcast, Event: "good", Data: json.RawMessage(`"ok"`),
 	}))
 	for _, c := range f.all() {
-		c.expectData("good", `"ok"`)
+		c.ExpectData("good", `"ok"`)
 	}
 	for _, h := range []*server.Helper{f.a.h, f.b.h} {
 		if got := h.Stats().RedisMalformed; got != uint64(len(bad)) {
@@ -250,7 +250,7 @@ func TestRedisRestartResumesDelivery(t *testing.T) {
 	if err == nil {
 		t.Error("publish during outage reported no error")
 	}
-	f.a2.expectData("during", "1")
+	f.a2.ExpectData("during", "1")
 	eventually(t, "publish errors counted", func() bool { return f.a.h.Stats().RedisPublishErrors > 0 })
 
 	f.rs.Restart(t)
@@ -263,8 +263,8 @@ func TestRedisRestartResumesDelivery(t *testing.T) {
 	if err := f.a.h.PublishToRoom(ctx, "shared", "after", 2); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("after", "2")
-	f.b2.expectData("after", "2")
+	f.a2.ExpectData("after", "2")
+	f.b2.ExpectData("after", "2")
 	recovered := time.Since(back)
 	st := f.b.h.Stats()
 	if st.RedisOutages == 0 || st.RedisResubscribes == 0 || st.RedisLastGap <= 0 || st.RedisDowntime < st.RedisLastGap {
@@ -343,22 +343,22 @@ func testEmitterReaches(t *testing.T, f *fleet, em *emitter.Emitter) {
 	if err := em.ToRoom(ctx, "shared", "job", map[string]int{"pct": 50}); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("job", `{"pct":50}`)
-	f.b2.expectData("job", `{"pct":50}`)
+	f.a2.ExpectData("job", `{"pct":50}`)
+	f.b2.ExpectData("job", `{"pct":50}`)
 	if err := em.ToUser(ctx, "u1", "mine", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.a1.expectData("mine", "1")
-	f.b1.expectData("mine", "1")
-	if err := em.ToClient(ctx, f.b2.id, "only", 2); err != nil {
+	f.a1.ExpectData("mine", "1")
+	f.b1.ExpectData("mine", "1")
+	if err := em.ToClient(ctx, f.b2.ID, "only", 2); err != nil {
 		t.Fatal(err)
 	}
-	f.b2.expectData("only", "2")
-	if err := em.Broadcast(ctx, "everyone", 3, f.a1.id); err != nil {
+	f.b2.ExpectData("only", "2")
+	if err := em.Broadcast(ctx, "everyone", 3, f.a1.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*wsClient{f.b1, f.a2, f.b2} {
-		c.expectData("everyone", "3")
+		c.ExpectData("everyone", "3")
 	}
 	f.probeAll()
 }
@@ -373,23 +373,23 @@ func TestCrossInstanceOnRedisCluster(t *testing.T) {
 	if err := a.h.PublishToRoom(ctx, protocol.DefaultRoom, "room", 1); err != nil {
 		t.Fatal(err)
 	}
-	ca.expectData("room", "1")
-	cb.expectData("room", "1")
+	ca.ExpectData("room", "1")
+	cb.ExpectData("room", "1")
 	if err := a.h.PublishToUser(ctx, "ub", "user", 2); err != nil {
 		t.Fatal(err)
 	}
-	cb.expectData("user", "2")
-	if err := b.h.PublishToClient(ctx, ca.id, "client", 3); err != nil {
+	cb.ExpectData("user", "2")
+	if err := b.h.PublishToClient(ctx, ca.ID, "client", 3); err != nil {
 		t.Fatal(err)
 	}
-	ca.expectData("client", "3")
+	ca.ExpectData("client", "3")
 	if err := b.h.PublishBroadcast(ctx, "all", 4); err != nil {
 		t.Fatal(err)
 	}
-	ca.expectData("all", "4")
-	cb.expectData("all", "4")
-	ca.probe()
-	cb.probe()
+	ca.ExpectData("all", "4")
+	cb.ExpectData("all", "4")
+	ca.Probe()
+	cb.Probe()
 }
 
 func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
@@ -397,31 +397,31 @@ func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 	ctx := context.Background()
 	before := f.b.h.Stats().RedisReceived
 	// Only a2 (on A) is in "solo"; B has no member.
-	f.a2.send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
-	f.a2.probe()
+	f.a2.Send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	f.a2.Probe()
 	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("solo-msg", "1")
+	f.a2.ExpectData("solo-msg", "1")
 	// A broadcast afterwards is B's marker: once its client has it, every
 	// earlier message for B would have been received too.
 	if err := f.a.h.PublishBroadcast(ctx, "marker", nil); err != nil {
 		t.Fatal(err)
 	}
-	f.b1.expect("marker")
+	f.b1.Expect("marker")
 	if got := f.b.h.Stats().RedisReceived - before; got != 1 {
 		t.Errorf("B received %d Redis messages, want 1 (the broadcast only)", got)
 	}
 	// With a member on B, B subscribes to the room.
-	f.b1.send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
-	f.b1.probe()
+	f.b1.Send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	f.b1.Probe()
 	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 2); err != nil {
 		t.Fatal(err)
 	}
-	f.b1.expectData("solo-msg", "2")
+	f.b1.ExpectData("solo-msg", "2")
 	// And it unsubscribes when the last member leaves.
-	f.b1.send(protocol.EventLeave, map[string]any{"rooms": []string{"solo"}})
-	f.b1.probe()
+	f.b1.Send(protocol.EventLeave, map[string]any{"rooms": []string{"solo"}})
+	f.b1.Probe()
 	eventually(t, "B unsubscribed from ws:room:solo", func() bool {
 		n, err := f.rs.Client(t).PubSubNumSub(ctx, protocol.ChannelRoom("solo")).Result()
 		return err == nil && n[protocol.ChannelRoom("solo")] == 1 // A only
@@ -454,13 +454,13 @@ func TestConcurrentPublishesArePipelined(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for range n {
-				f := c.expect("m")
+				f := c.Expect("m")
 				if seen[string(f.Data)] {
 					t.Fatalf("duplicate %s", f.Data)
 				}
 				seen[string(f.Data)] = true
 			}
-			c.probe()
+			c.Probe()
 			if st := a.h.Stats(); st.RedisPublished != n || st.RedisPublishErrors != 0 {
 				t.Errorf("published %d, errors %d", st.RedisPublished, st.RedisPublishErrors)
 			}

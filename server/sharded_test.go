@@ -39,8 +39,8 @@ func newShardedFleet(t *testing.T) *shardedFleet {
 	f.a2 = f.a.connect(t, "u2a")
 	f.b2 = f.b.connect(t, "u2b")
 	for _, c := range []*wsClient{f.a2, f.b2} {
-		c.send(protocol.EventJoin, map[string]any{"rooms": []string{"shared"}})
-		c.probe()
+		c.Send(protocol.EventJoin, map[string]any{"rooms": []string{"shared"}})
+		c.Probe()
 	}
 	return sf
 }
@@ -114,35 +114,35 @@ func TestShardedRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 	}
 	before := f.b.h.Stats().RedisReceived
 	// Only a2 (on A) is in the room; B has no member.
-	f.a2.send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
-	f.a2.probe()
+	f.a2.Send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
+	f.a2.Probe()
 	if err := f.a.h.PublishToRoom(ctx, solo, "solo-msg", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("solo-msg", "1")
+	f.a2.ExpectData("solo-msg", "1")
 	if err := f.a.h.PublishBroadcast(ctx, "marker", nil); err != nil {
 		t.Fatal(err)
 	}
-	f.b1.expect("marker")
+	f.b1.Expect("marker")
 	if got := f.b.h.Stats().RedisReceived - before; got != 1 {
 		t.Errorf("B received %d Redis messages, want 1 (the broadcast only)", got)
 	}
 	// With a member on B, B subscribes to the room.
-	f.b1.send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
-	f.b1.probe()
+	f.b1.Send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
+	f.b1.Probe()
 	if err := f.a.h.PublishToRoom(ctx, solo, "solo-msg", 2); err != nil {
 		t.Fatal(err)
 	}
-	f.b1.expectData("solo-msg", "2")
+	f.b1.ExpectData("solo-msg", "2")
 	for _, c := range []*wsClient{f.a1, f.b2} {
-		c.expect("marker")
+		c.Expect("marker")
 	}
-	f.a2.expect("marker")
-	f.a2.expectData("solo-msg", "2")
+	f.a2.Expect("marker")
+	f.a2.ExpectData("solo-msg", "2")
 	f.probeAll()
 	// And it unsubscribes when the last member leaves.
-	f.b1.send(protocol.EventLeave, map[string]any{"rooms": []string{solo}})
-	f.b1.probe()
+	f.b1.Send(protocol.EventLeave, map[string]any{"rooms": []string{solo}})
+	f.b1.Probe()
 	ch := protocol.ChannelRoom(solo)
 	eventually(t, "B sunsubscribed from "+ch, func() bool {
 		return sf.shardSubscribers(t, bcMaster, ch) == 1 // A only
@@ -168,8 +168,8 @@ func TestShardedChannelsOnDifferentMasters(t *testing.T) {
 		t.Logf("room %s is on %s", rs[0], addr)
 		rooms = append(rooms, rs[0])
 	}
-	f.b2.send(protocol.EventJoin, map[string]any{"rooms": rooms})
-	f.b2.probe()
+	f.b2.Send(protocol.EventJoin, map[string]any{"rooms": rooms})
+	f.b2.Probe()
 	for addr, rs := range byMaster {
 		if n := sf.shardSubscribers(t, addr, protocol.ChannelRoom(rs[0])); n != 1 {
 			t.Errorf("%s on %s has %d shard subscribers, want 1 (B)", rs[0], addr, n)
@@ -179,7 +179,7 @@ func TestShardedChannelsOnDifferentMasters(t *testing.T) {
 		if err := f.a.h.PublishToRoom(ctx, r, "on-"+r, i); err != nil {
 			t.Fatal(err)
 		}
-		f.b2.expectData("on-"+r, fmt.Sprint(i))
+		f.b2.ExpectData("on-"+r, fmt.Sprint(i))
 	}
 	f.probeAll()
 }
@@ -194,14 +194,14 @@ func TestShardedResubscribesAfterConnectionsAreKilled(t *testing.T) {
 	for _, rs := range sf.roomsByMaster(t, 2) {
 		rooms = append(rooms, rs...)
 	}
-	f.b2.send(protocol.EventJoin, map[string]any{"rooms": rooms})
-	f.b2.probe()
+	f.b2.Send(protocol.EventJoin, map[string]any{"rooms": rooms})
+	f.b2.Probe()
 	for _, n := range sf.cl.Nodes() {
 		if err := n.Client(t).ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
 			t.Fatalf("client kill on %s: %v", n.Addr(), err)
 		}
 	}
-	wanted := []string{protocol.ChannelBroadcast, protocol.ChannelUser("u2b"), protocol.ChannelClient(f.b2.id)}
+	wanted := []string{protocol.ChannelBroadcast, protocol.ChannelUser("u2b"), protocol.ChannelClient(f.b2.ID)}
 	for _, r := range append(rooms, "shared") {
 		wanted = append(wanted, protocol.ChannelRoom(r))
 	}
@@ -223,12 +223,12 @@ func TestShardedResubscribesAfterConnectionsAreKilled(t *testing.T) {
 		if err := f.a.h.PublishToRoom(ctx, r, "after", i); err != nil {
 			t.Fatal(err)
 		}
-		f.b2.expectData("after", fmt.Sprint(i))
+		f.b2.ExpectData("after", fmt.Sprint(i))
 	}
 	if err := f.a.h.PublishToUser(ctx, "u2b", "user", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.b2.expectData("user", "1")
+	f.b2.ExpectData("user", "1")
 	f.probeAll()
 }
 
@@ -291,13 +291,13 @@ func TestShardedFollowsAMovedSlot(t *testing.T) {
 	if err := f.a.h.PublishToRoom(ctx, "shared", "moved", 1); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("moved", "1")
-	f.b2.expectData("moved", "1")
+	f.a2.ExpectData("moved", "1")
+	f.b2.ExpectData("moved", "1")
 	if err := f.b.h.PublishToRoom(ctx, "shared", "moved", 2); err != nil {
 		t.Fatal(err)
 	}
-	f.a2.expectData("moved", "2")
-	f.b2.expectData("moved", "2")
+	f.a2.ExpectData("moved", "2")
+	f.b2.ExpectData("moved", "2")
 	f.probeAll()
 }
 

@@ -33,7 +33,7 @@ func TestChurnSoak(t *testing.T) {
 		},
 	})
 	// Warm up the pools, then take the baseline.
-	ts.connect(t, "warm").conn.Close()
+	ts.connect(t, "warm").Conn.Close()
 	eventually(t, "warm-up client gone", func() bool { return len(ts.h.Clients()) == 0 })
 	runtime.GC()
 	baseGoroutines := runtime.NumGoroutine()

@@ -115,7 +115,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		Authenticate: tokenAuth,
 		ValidateRoom: func(_ context.Context, req server.ValidateRoomRequest) ([]string, error) { return req.Rooms, nil },
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	}
@@ -193,7 +193,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	// one client are handled in order, so the second one proves the join.
 	for _, want := range []string{`{"text":"sealed by WebCrypto"}`, `{"text":"joined"}`} {
 		select {
-		case ev := <-handled.ch:
+		case ev := <-handled.C():
 			if ev.ClientID != rep.ID || ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, want) {
 				t.Fatalf("handler got %+v, want chat %s", ev, want)
 			}

@@ -28,18 +28,18 @@ func TestRoomMessageDecrypted(t *testing.T) {
 	if d.ServerPublicKey != pair.ServerPublicKey() {
 		t.Errorf("connected serverPublicKey %q, want the pair's %q", d.ServerPublicKey, pair.ServerPublicKey())
 	}
-	if info, _ := ts.h.Client(c.id); !info.Encrypted {
+	if info, _ := ts.h.Client(c.ID); !info.Encrypted {
 		t.Error("client not marked encrypted")
 	}
 	if err := ts.h.SendToRoom(protocol.DefaultRoom, "news", map[string]any{"title": "hello", "n": 1}); err != nil {
 		t.Fatal(err)
 	}
 	c.expectEncrypted("news", `{"title":"hello","n":1}`)
-	if err := ts.h.SendToClient(c.id, "bare", nil); err != nil {
+	if err := ts.h.SendToClient(c.ID, "bare", nil); err != nil {
 		t.Fatal(err)
 	}
 	c.expectEncrypted("bare", `null`)
-	c.probe() // system replies stay plaintext
+	c.Probe() // system replies stay plaintext
 }
 
 // TestPlainAndEncryptedInOneRoom uses optional encryption: a plain client
@@ -76,8 +76,8 @@ func TestPlainAndEncryptedInOneRoom(t *testing.T) {
 
 	plain := ts.connectPlain(t, "plain")
 	enc := ts.connectPlain(t, "enc")
-	enc.send("start-encryption", map[string]string{"publicKey": enc.priv.PublicKeyBase64()})
-	f := enc.expect("encryption-ready")
+	enc.Send("start-encryption", map[string]string{"publicKey": enc.priv.PublicKeyBase64()})
+	f := enc.Expect("encryption-ready")
 	var ready struct {
 		ServerPublicKey string `json:"serverPublicKey"`
 		Salt            string `json:"salt"`
@@ -92,12 +92,12 @@ func TestPlainAndEncryptedInOneRoom(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plain.expectData("one", `{"v":"one"}`)
-	plain.expectData("two", `{"v":"two"}`)
+	plain.ExpectData("one", `{"v":"one"}`)
+	plain.ExpectData("two", `{"v":"two"}`)
 	enc.expectEncrypted("one", `{"v":"one"}`)
 	enc.expectEncrypted("two", `{"v":"two"}`)
-	plain.probe()
-	enc.probe()
+	plain.Probe()
+	enc.Probe()
 	if n := pair.Len(); n != 1 {
 		t.Errorf("pair holds %d keys, want 1", n)
 	}
@@ -134,7 +134,7 @@ func TestHandshakeRejected(t *testing.T) {
 			pair := newPair(t, encryption.Options{})
 			ts := startServer(t, nil, pair, server.Options{
 				ClientConnected: func(_ context.Context, ev server.ClientConnectedEvent) error {
-					connected.add(ev)
+					connected.Add(ev)
 					return nil
 				},
 			}, nil)
@@ -143,11 +143,11 @@ func TestHandshakeRejected(t *testing.T) {
 			for k, v := range tt.give {
 				data[k] = v
 			}
-			c.send(protocol.EventAuthenticate, data)
-			c.expectError(protocol.ErrMsgHandshakeFailed)
-			c.expectClose(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired)
+			c.Send(protocol.EventAuthenticate, data)
+			c.ExpectError(protocol.ErrMsgHandshakeFailed)
+			c.ExpectClose(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired)
 			eventually(t, "client removed", func() bool { return len(ts.h.Clients()) == 0 })
-			if connected.count() != 0 {
+			if connected.Count() != 0 {
 				t.Error("ClientConnected after a failed handshake")
 			}
 			if n := pair.Len(); n != 0 {
@@ -165,7 +165,7 @@ func TestKeyDroppedOnDisconnect(t *testing.T) {
 			if pair.Len() != 0 {
 				t.Errorf("application callback ran before the key was dropped")
 			}
-			gone.add(ev)
+			gone.Add(ev)
 			return nil
 		},
 	}, nil)
@@ -173,8 +173,8 @@ func TestKeyDroppedOnDisconnect(t *testing.T) {
 	if n := pair.Len(); n != 1 {
 		t.Fatalf("pair holds %d keys, want 1", n)
 	}
-	_ = c.conn.Close()
-	if ev := gone.wait(t); ev.ClientID != c.id || !ev.Authenticated {
+	_ = c.Conn.Close()
+	if ev := gone.Wait(t); ev.ClientID != c.ID || !ev.Authenticated {
 		t.Errorf("disconnect event %+v", ev)
 	}
 	if n := pair.Len(); n != 0 {
@@ -188,15 +188,15 @@ func TestInboundRouted(t *testing.T) {
 	ts := startServer(t, nil, pair, server.Options{
 		ValidateRoom: func(_ context.Context, req server.ValidateRoomRequest) ([]string, error) { return req.Rooms, nil },
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	}, nil)
 	c := ts.connectEncrypted(t, "carol")
 
 	c.sendEncrypted("chat", map[string]string{"text": "hi"})
-	ev := handled.wait(t)
-	if ev.ClientID != c.id || ev.UserID != "carol" || ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, `{"text":"hi"}`) {
+	ev := handled.Wait(t)
+	if ev.ClientID != c.ID || ev.UserID != "carol" || ev.Message.Event != "chat" || !jsonEqual(ev.Message.Data, `{"text":"hi"}`) {
 		t.Errorf("handler got %+v", ev)
 	}
 
@@ -207,8 +207,8 @@ func TestInboundRouted(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.expectEncrypted("whisper", `"psst"`)
-	c.probe()
-	if n := handled.count(); n != 1 {
+	c.Probe()
+	if n := handled.Count(); n != 1 {
 		t.Errorf("handler called %d times, want 1", n)
 	}
 }
@@ -218,7 +218,7 @@ func TestInboundInvalid(t *testing.T) {
 	handled := newRecorder[server.MessageEvent]()
 	ts := startServer(t, nil, pair, server.Options{
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	}, nil)
@@ -257,15 +257,15 @@ func TestInboundInvalid(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.give == nil {
-				c.sendRaw(`{"event":"encrypted","data":null}`)
+				c.SendRaw(`{"event":"encrypted","data":null}`)
 			} else {
-				c.send(protocol.EventEncrypted, tt.give)
+				c.Send(protocol.EventEncrypted, tt.give)
 			}
-			c.expectError(protocol.ErrMsgInvalidFormat)
+			c.ExpectError(protocol.ErrMsgInvalidFormat)
 		})
 	}
-	c.probe()
-	if n := handled.count(); n != 0 {
+	c.Probe()
+	if n := handled.Count(); n != 0 {
 		t.Errorf("handler called %d times for invalid frames", n)
 	}
 }
@@ -286,7 +286,7 @@ func TestSlowHandshakeTimesOut(t *testing.T) {
 	})
 	c := ts.dial(t)
 	c.authenticate("slow")
-	c.expectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
+	c.ExpectClose(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout)
 	select {
 	case err := <-finished:
 		if err == nil {
@@ -330,11 +330,11 @@ func TestBroadcastDuringHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.expectEncrypted("during-handshake", "1")
-	c.send("chat", nil)
-	c.expectError(protocol.ErrMsgNotAuthenticated)
+	c.Send("chat", nil)
+	c.ExpectError(protocol.ErrMsgNotAuthenticated)
 	close(release)
 	c.connected()
-	c.probe() // the broadcast never arrived, neither plain nor encrypted
+	c.Probe() // the broadcast never arrived, neither plain nor encrypted
 	if err := ts.h.Broadcast("after-handshake", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -346,13 +346,13 @@ func TestEncryptedWithoutKeyDropsMessage(t *testing.T) {
 	pair := newPair(t, encryption.Options{})
 	ts := startServer(t, nil, pair, server.Options{}, func(o *server.Options) { o.RequireEncryption = false })
 	c := ts.connectPlain(t, "nokey")
-	if err := ts.h.EnableClientEncryption(c.id); err != nil {
+	if err := ts.h.EnableClientEncryption(c.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.h.SendToClient(c.id, "secret", "must not leak"); err != nil {
+	if err := ts.h.SendToClient(c.ID, "secret", "must not leak"); err != nil {
 		t.Fatal(err)
 	}
-	c.probe() // dropped rather than sent in plaintext
+	c.Probe() // dropped rather than sent in plaintext
 	if st := ts.h.Stats(); st.MessagesDropped == 0 {
 		t.Errorf("stats %+v: drop not counted", st)
 	}
@@ -364,15 +364,15 @@ func TestAAD(t *testing.T) {
 	handled := newRecorder[server.MessageEvent]()
 	ts := startServer(t, nil, pair, server.Options{
 		Message: func(_ context.Context, ev server.MessageEvent) error {
-			handled.add(ev)
+			handled.Add(ev)
 			return nil
 		},
 	}, nil)
 	c := ts.connectEncrypted(t, "erin")
-	if err := ts.h.SendToClient(c.id, "hello", 1); err != nil {
+	if err := ts.h.SendToClient(c.ID, "hello", 1); err != nil {
 		t.Fatal(err)
 	}
-	f := c.next()
+	f := c.Next()
 	var sealed ecdh.Sealed
 	if err := json.Unmarshal(f.Data, &sealed); err != nil {
 		t.Fatal(err)
@@ -380,18 +380,18 @@ func TestAAD(t *testing.T) {
 	if _, err := c.key.Decrypt(sealed, nil); !errors.Is(err, ecdh.ErrDecrypt) {
 		t.Errorf("decrypt without AAD: %v, want ErrDecrypt", err)
 	}
-	c.aad = aad(c.id)
+	c.aad = aad(c.ID)
 	if inner := c.decrypt(f); inner.Event != "hello" {
 		t.Errorf("decrypted %+v", inner)
 	}
 
 	c.sendEncrypted("chat", "with aad")
-	if ev := handled.wait(t); !jsonEqual(ev.Message.Data, `"with aad"`) {
+	if ev := handled.Wait(t); !jsonEqual(ev.Message.Data, `"with aad"`) {
 		t.Errorf("handler got %+v", ev)
 	}
 	c.aad = nil
 	c.sendEncrypted("chat", "without aad")
-	c.expectError(protocol.ErrMsgInvalidFormat)
+	c.ExpectError(protocol.ErrMsgInvalidFormat)
 }
 
 // TestAcrossInstances: a message published by one instance reaches an
@@ -591,7 +591,7 @@ func TestKeysDroppedOnShutdown(t *testing.T) {
 	// Shutdown waits for the clients' close replies, so they read meanwhile.
 	go func() { done <- ts.h.Shutdown(ctx) }()
 	for _, c := range clients {
-		c.expectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
+		c.ExpectClose(protocol.CloseGoingAway, protocol.ReasonShutdown)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
