@@ -137,7 +137,10 @@ func (c *client) allow(now time.Time, rate float64, burst int) bool {
 }
 
 func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *client {
-	ctx, cancel := context.WithCancel(h.ctx)
+	// Detached from h.ctx's cancellation (it keeps its values): the parent
+	// would otherwise hold every connection's context in its children set.
+	// finish cancels it when the connection ends, and Shutdown ends them all.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(h.ctx))
 	now := time.Now()
 	c := &client{
 		h:           h,

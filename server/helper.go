@@ -249,6 +249,7 @@ func (h *Helper) shutdownNow(ctx context.Context) error {
 		// give them a moment. A callback that never returns keeps its
 		// goroutine; Shutdown still returns.
 		for _, c := range h.allClients() {
+			c.cancel() // tell callbacks still running for it
 			_ = c.conn.Close()
 		}
 		grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -225,6 +225,10 @@ func (in *interest) confirm(channel string) {
 	in.confirmed[channel] = true
 	ws := in.waiters[channel]
 	delete(in.waiters, channel)
+	if len(in.waiters) == 0 && len(ws) > 0 {
+		// A map keeps its peak size; start afresh once nobody waits.
+		in.waiters = map[string][]chan struct{}{}
+	}
 	in.mu.Unlock()
 	for _, w := range ws {
 		close(w)
