@@ -86,6 +86,12 @@ func TestPlainAndEncryptedInOneRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc.deriveKey(ready.ServerPublicKey, ready.Salt)
+	// The handler switches the client after its plaintext reply has gone
+	// out; wait for the switch before sending to the room.
+	eventually(t, "client marked encrypted", func() bool {
+		info, ok := ts.h.Client(enc.ID)
+		return ok && info.Encrypted
+	})
 
 	for _, ev := range []string{"one", "two"} {
 		if err := ts.h.SendToRoom(protocol.DefaultRoom, ev, map[string]string{"v": ev}); err != nil {
