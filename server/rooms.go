@@ -233,13 +233,38 @@ func (h *Helper) LeaveRoom(clientID string, rooms ...string) error {
 // every application message to it goes through the OutboundTransformer.
 // It cannot be undone for the connection.
 func (h *Helper) EnableClientEncryption(clientID string) error {
+	return h.EnableClientEncryptionAfter(clientID, "", nil)
+}
+
+// EnableClientEncryptionAfter sends event with data to the client in
+// plaintext and marks the client encrypted in the same step, so that the
+// reply carrying the key material of an optional-encryption exchange is
+// the last plaintext application message and everything sent after it, from
+// any goroutine, is transformed. An empty event sends nothing.
+func (h *Helper) EnableClientEncryptionAfter(clientID, event string, data any) error {
+	var m *message
+	if event != "" {
+		var err error
+		if m, err = newMessage(event, data); err != nil {
+			return err
+		}
+	}
 	c, ok := h.lookup(clientID)
 	if !ok {
 		return ErrClientNotFound
 	}
 	c.mu.Lock()
+	act := actNone
+	if m != nil && !c.closing && c.state == protocol.StateAuthenticated {
+		var queued bool
+		queued, _, act = c.enqueueLocked(frame{kind: frameText, size: len(m.frame), data: m.frame})
+		if queued {
+			h.stats.out.Add(1)
+		}
+	}
 	c.encrypted = true
 	c.mu.Unlock()
+	c.startWriter(act)
 	return nil
 }
 

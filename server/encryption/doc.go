@@ -56,7 +56,8 @@
 // its connection. [Pair.Len] counts the stored keys.
 //
 // For optional encryption (RequireEncryption off), the application runs the
-// exchange itself — [Pair.Exchange] from a message handler, reply with the
-// result in plaintext, then call the helper's EnableClientEncryption — in
-// that order, so the client learns the key before the first encrypted frame.
+// exchange itself: [Pair.Exchange] from a message handler, then the helper's
+// EnableClientEncryptionAfter, which sends the result in plaintext and
+// switches the client in one step, so the client learns the key before the
+// first encrypted frame and nothing sent later goes out in plaintext.
 package encryption

@@ -62,14 +62,11 @@ func TestPlainAndEncryptedInOneRoom(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			// Reply in plaintext first, then switch: the client must learn
-			// the key before the first encrypted frame.
-			if err := h.SendToClient(ev.ClientID, "encryption-ready", map[string]string{
+			// Reply in plaintext and switch in one step: the client must
+			// learn the key before the first encrypted frame.
+			return h.EnableClientEncryptionAfter(ev.ClientID, "encryption-ready", map[string]string{
 				"serverPublicKey": res.ServerPublicKey, "salt": res.Salt,
-			}); err != nil {
-				return err
-			}
-			return h.EnableClientEncryption(ev.ClientID)
+			})
 		},
 	}, func(o *server.Options) { o.RequireEncryption = false })
 	h = ts.h
@@ -86,12 +83,6 @@ func TestPlainAndEncryptedInOneRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc.deriveKey(ready.ServerPublicKey, ready.Salt)
-	// The handler switches the client after its plaintext reply has gone
-	// out; wait for the switch before sending to the room.
-	eventually(t, "client marked encrypted", func() bool {
-		info, ok := ts.h.Client(enc.ID)
-		return ok && info.Encrypted
-	})
 
 	for _, ev := range []string{"one", "two"} {
 		if err := ts.h.SendToRoom(protocol.DefaultRoom, ev, map[string]string{"v": ev}); err != nil {
