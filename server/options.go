@@ -118,7 +118,7 @@ type Config struct {
 	// MessageRate is how many frames per second one client may send on
 	// average, and MessageBurst how many it may send at once. A client over
 	// the limit gets {"event":"error","data":{"message":"Rate limit
-	// exceeded"}} and is closed with 1008. Defaults 1000/s and 2000; a negative
+	// exceeded"}} and is closed with 1008. Defaults 10000/s and 20000; a negative
 	// MessageRate turns the limit off.
 	MessageRate  float64 `json:"messageRate,omitempty"`
 	MessageBurst int     `json:"messageBurst,omitempty"`

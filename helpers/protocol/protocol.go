@@ -152,8 +152,8 @@ const (
 	DefaultMaxRoomsPerRequest    = 100
 	DefaultMaxRoomsPerClient     = 1000
 	DefaultRedisTimeout          = 30 * time.Second
-	DefaultMessageRate           = 1000.0
-	DefaultMessageBurst          = 2000
+	DefaultMessageRate           = 10000.0
+	DefaultMessageBurst          = 20000
 	DefaultMaxPendingConnections = 10000
 	DefaultDrainBatches          = 10
 	DefaultPublishQueue          = 10000
