@@ -1,0 +1,892 @@
+// Command ignis-interop checks that this component and the real Ignis
+// WebSocketServerHelper (running under Bun, see ignis-server.ts) serve one
+// user base on one Redis, and prints the frames both servers send for the
+// same situations side by side. See README.md in this directory.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ignis-go/wscomponent/helpers/emitter"
+	"github.com/ignis-go/wscomponent/helpers/redisconn"
+	"github.com/ignis-go/wscomponent/server"
+)
+
+var (
+	ignisWS      = flag.String("ignis", "ws://127.0.0.1:18081/ws", "Ignis WebSocket URL")
+	ignisHTTP    = flag.String("ignis-http", "http://127.0.0.1:18081", "Ignis control endpoint base URL")
+	redisURL     = flag.String("redis", "redis://127.0.0.1:6379", "Redis URL shared by both servers")
+	routing      = flag.String("routing", "interest", "our Config.RedisRouting: interest or pattern")
+	authTimeout  = flag.Duration("auth-timeout", time.Second, "AuthTimeout of our server (give Ignis the same AUTH_TIMEOUT_MS)")
+	hbInterval   = flag.Duration("hb-interval", time.Second, "HeartbeatInterval of our server (Ignis: HEARTBEAT_INTERVAL_MS)")
+	hbTimeout    = flag.Duration("hb-timeout", 2500*time.Millisecond, "HeartbeatTimeout of our server (Ignis: HEARTBEAT_TIMEOUT_MS)")
+	settle       = flag.Duration("settle", 400*time.Millisecond, "how long to collect frames after each trigger")
+	probeShut    = flag.Bool("probe-shutdown", false, "only: connect one authenticated client to Ignis, print PROBE_READY, and report how it is closed (the runner then stops Bun)")
+	skipTimeouts = flag.Bool("skip-timeouts", false, "skip the auth/heartbeat timeout comparisons")
+)
+
+// ---------------------------------------------------------------- results
+
+var (
+	failures int
+	passes   int
+)
+
+func pass(name string, format string, a ...any) {
+	passes++
+	fmt.Printf("PASS  %-58s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+var observations int
+
+// observe records an Ignis behaviour that differs from SPEC.md; it does not
+// count as a failure of this component.
+func observe(name string, format string, a ...any) {
+	observations++
+	fmt.Printf("IGNIS %-58s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+func fail(name string, format string, a ...any) {
+	failures++
+	fmt.Printf("FAIL  %-58s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+// ---------------------------------------------------------------- client
+
+type frame struct {
+	at   time.Time
+	typ  int
+	data string
+}
+
+type client struct {
+	name string
+	conn *websocket.Conn
+	wmu  sync.Mutex
+
+	mu       sync.Mutex
+	frames   []frame
+	closed   bool
+	code     int
+	reason   string
+	closedAt time.Time
+	openedAt time.Time
+	pings    int
+	done     chan struct{}
+	id       string
+	stopHB   chan struct{}
+}
+
+func dial(name, url string) *client {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(url, nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dial %s %s: %v\n", name, url, err)
+		os.Exit(2)
+	}
+	c := &client{name: name, conn: conn, done: make(chan struct{}), openedAt: time.Now()}
+	conn.SetPingHandler(func(appData string) error {
+		c.mu.Lock()
+		c.pings++
+		c.mu.Unlock()
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return conn.WriteControl(websocket.PongMessage, []byte(appData), time.Now().Add(time.Second))
+	})
+	go c.read()
+	return c
+}
+
+func (c *client) read() {
+	defer close(c.done)
+	for {
+		typ, b, err := c.conn.ReadMessage()
+		if err != nil {
+			c.mu.Lock()
+			c.closed = true
+			c.closedAt = time.Now()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.code, c.reason = ce.Code, ce.Text
+			} else {
+				c.code, c.reason = -1, err.Error()
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+		c.frames = append(c.frames, frame{time.Now(), typ, string(b)})
+		c.mu.Unlock()
+	}
+}
+
+func (c *client) sendRaw(s string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
+}
+
+func (c *client) sendBinary(s string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.WriteMessage(websocket.BinaryMessage, []byte(s))
+}
+
+func (c *client) take() []frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.frames
+	c.frames = nil
+	return f
+}
+
+// waitEvent waits for a frame with the given event and returns its raw text.
+func (c *client) waitEvent(event string, d time.Duration) (string, bool) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for i, f := range c.frames {
+			if eventOf(f.data) == event {
+				c.frames = append(c.frames[:i:i], c.frames[i+1:]...)
+				c.mu.Unlock()
+				return f.data, true
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "", false
+}
+
+func (c *client) waitClosed(d time.Duration) bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (c *client) closeInfo() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		return "open"
+	}
+	return fmt.Sprintf("close %d %q after %s", c.code, c.reason, c.closedAt.Sub(c.openedAt).Round(100*time.Millisecond))
+}
+
+func (c *client) heartbeat(every time.Duration) {
+	c.stopHB = make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				c.sendRaw(`{"event":"heartbeat"}`)
+			case <-c.stopHB:
+				return
+			case <-c.done:
+				return
+			}
+		}
+	}()
+}
+
+func (c *client) close() {
+	if c.stopHB != nil {
+		select {
+		case <-c.stopHB:
+		default:
+			close(c.stopHB)
+		}
+	}
+	c.wmu.Lock()
+	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(time.Second))
+	c.wmu.Unlock()
+	select {
+	case <-c.done:
+	case <-time.After(time.Second):
+	}
+	_ = c.conn.Close()
+}
+
+func eventOf(raw string) string {
+	var m struct {
+		Event any `json:"event"`
+	}
+	if json.Unmarshal([]byte(raw), &m) != nil {
+		return ""
+	}
+	s, _ := m.Event.(string)
+	return s
+}
+
+// authenticate sends authenticate and returns the raw connected frame.
+func (c *client) authenticate(user string) string {
+	c.sendRaw(fmt.Sprintf(`{"event":"authenticate","data":{"token":"user:%s"}}`, user))
+	raw, ok := c.waitEvent("connected", 3*time.Second)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "%s: no connected frame (%s)\n", c.name, c.closeInfo())
+		os.Exit(2)
+	}
+	var m struct {
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal([]byte(raw), &m)
+	c.id = m.Data.ID
+	return raw
+}
+
+// ---------------------------------------------------------------- Ignis control
+
+func ignisPost(path string, body any) {
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(*ignisHTTP+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ignis %s: %v\n", path, err)
+		os.Exit(2)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		fmt.Fprintf(os.Stderr, "ignis %s: status %d\n", path, resp.StatusCode)
+		os.Exit(2)
+	}
+}
+
+type ignisClient struct {
+	ID     string   `json:"id"`
+	UserID string   `json:"userId"`
+	State  string   `json:"state"`
+	Rooms  []string `json:"rooms"`
+}
+
+func ignisClients() []ignisClient {
+	resp, err := http.Get(*ignisHTTP + "/clients")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var out []ignisClient
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
+// ---------------------------------------------------------------- delivery checks
+
+type want map[*client]int
+
+var seq int
+
+// deliver runs trigger with a fresh event name and checks how many frames of
+// that event each client in w received within settle.
+func deliver(name string, w want, all []*client, trigger func(event string) error) {
+	deliverX(name, w, all, nil, trigger)
+}
+
+// deliverX is deliver where unexpected frames at the clients in ignisSide are
+// reported as Ignis observations (with the frame), not as failures.
+func deliverX(name string, w want, all []*client, ignisSide map[*client]bool, trigger func(event string) error) {
+	seq++
+	event := fmt.Sprintf("chk.%d", seq)
+	for _, c := range all {
+		c.take()
+	}
+	if err := trigger(event); err != nil {
+		fail(name, "trigger error: %v", err)
+		return
+	}
+	time.Sleep(*settle)
+	var bad, got, ign []string
+	for _, c := range all {
+		n := 0
+		var raw string
+		for _, f := range c.take() {
+			if eventOf(f.data) == event {
+				n++
+				raw = f.data
+			}
+		}
+		if ignisSide[c] && n != w[c] {
+			ign = append(ign, fmt.Sprintf("%s got %d want %d (frame %s)", c.name, n, w[c], raw))
+			continue
+		}
+		if n > 0 {
+			got = append(got, fmt.Sprintf("%s×%d", c.name, n))
+		}
+		if n != w[c] {
+			bad = append(bad, fmt.Sprintf("%s got %d want %d", c.name, n, w[c]))
+		}
+	}
+	if len(ign) > 0 {
+		observe(name, "%s", strings.Join(ign, "; "))
+	}
+	if len(bad) > 0 {
+		fail(name, "%s", strings.Join(bad, "; "))
+		return
+	}
+	if len(got) == 0 {
+		got = []string{"nobody (as expected)"}
+	}
+	pass(name, "%s", strings.Join(got, ", "))
+}
+
+// ---------------------------------------------------------------- Redis envelope capture
+
+type capture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (cp *capture) start(ctx context.Context, rdb redis.UniversalClient) func() {
+	ps := rdb.PSubscribe(ctx, "ws:*")
+	if _, err := ps.Receive(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "psubscribe: %v\n", err)
+		os.Exit(2)
+	}
+	ch := ps.Channel()
+	go func() {
+		for m := range ch {
+			cp.mu.Lock()
+			cp.msgs = append(cp.msgs, m.Channel+"  "+m.Payload)
+			cp.mu.Unlock()
+		}
+	}()
+	return func() { _ = ps.Close() }
+}
+
+func (cp *capture) take() []string {
+	time.Sleep(150 * time.Millisecond)
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	m := cp.msgs
+	cp.msgs = nil
+	return m
+}
+
+// ---------------------------------------------------------------- main
+
+func main() {
+	flag.Parse()
+	ctx := context.Background()
+	if *probeShut {
+		c := dial("probe", *ignisWS)
+		c.authenticate("probe")
+		c.heartbeat(500 * time.Millisecond)
+		fmt.Println("PROBE_READY")
+		c.waitClosed(20 * time.Second)
+		fmt.Printf("ignis shutdown (SIGTERM -> helper.shutdown()) -> authenticated client: %s; frames %v\n", c.closeInfo(), frameTexts(c.take()))
+		return
+	}
+
+	rdb, err := redisconn.FromURL(*redisURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	defer rdb.Close()
+
+	h, err := server.New(server.Options{
+		Config: server.Config{
+			Identifier:        "GO_INTEROP",
+			AuthTimeout:       *authTimeout,
+			HeartbeatInterval: *hbInterval,
+			HeartbeatTimeout:  *hbTimeout,
+			RedisRouting:      *routing,
+		},
+		Redis: rdb,
+		Authenticate: func(_ context.Context, req server.AuthenticateRequest) (*server.AuthResult, error) {
+			var d struct {
+				Token string `json:"token"`
+			}
+			_ = json.Unmarshal(req.Data, &d)
+			if u, ok := strings.CutPrefix(d.Token, "user:"); ok && u != "" {
+				return &server.AuthResult{UserID: u}, nil
+			}
+			return nil, nil
+		},
+		ValidateRoom: func(_ context.Context, req server.ValidateRoomRequest) ([]string, error) {
+			return req.Rooms, nil
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := h.Configure(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", h)
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	ourWS := "ws://" + ln.Addr().String() + "/ws"
+	fmt.Printf("== routing=%s  ours=%s (serverId %s)  ignis=%s  redis=%s\n\n", *routing, ourWS, h.ServerID(), *ignisWS, *redisURL)
+
+	em, err := emitter.New(emitter.Options{Redis: rdb})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+
+	var cp capture
+	stopCap := cp.start(ctx, rdb)
+
+	// --------------------------------------------------------- mixed fleet
+	A := dial("A(ignis,ua)", *ignisWS)
+	B := dial("B(ours,ub)", ourWS)
+	A2 := dial("A2(ours,ua)", ourWS)
+	UI := dial("U(ignis,unauth)", *ignisWS)
+	UO := dial("U(ours,unauth)", ourWS)
+	connA := A.authenticate("ua")
+	connB := B.authenticate("ub")
+	A2.authenticate("ua")
+	for _, c := range []*client{A, B, A2} {
+		c.heartbeat(*hbInterval / 2)
+	}
+	// unauthenticated clients must outlive the test; they cannot send heartbeats
+	// that keep the auth timer away, so they are re-dialled below where needed.
+	A.sendRaw(`{"event":"join","data":{"rooms":["mixed"]}}`)
+	B.sendRaw(`{"event":"join","data":{"rooms":["mixed"]}}`)
+	time.Sleep(300 * time.Millisecond)
+	joinReplyA, joinReplyB := A.take(), B.take()
+	fmt.Printf("A id %s, B id %s, A2 id %s\n", A.id, B.id, A2.id)
+	fmt.Printf("frames after join: ignis=%v ours=%v\n\n", frameTexts(joinReplyA), frameTexts(joinReplyB))
+	cp.take()
+
+	all := []*client{A, B, A2, UI, UO}
+	payload := map[string]any{"n": 1, "s": "x"}
+
+	fmt.Println("-- our side publishes")
+	deliver("ours PublishToRoom(mixed)", want{A: 1, B: 1}, all, func(ev string) error { return h.PublishToRoom(ctx, "mixed", ev, payload) })
+	deliver("ours PublishToRoom(mixed, exclude A)", want{B: 1}, all, func(ev string) error { return h.PublishToRoom(ctx, "mixed", ev, payload, A.id) })
+	deliver("ours PublishToRoom(mixed, exclude B)", want{A: 1}, all, func(ev string) error { return h.PublishToRoom(ctx, "mixed", ev, payload, B.id) })
+	deliver("ours PublishToUser(ua)", want{A: 1, A2: 1}, all, func(ev string) error { return h.PublishToUser(ctx, "ua", ev, payload) })
+	deliver("ours PublishToUser(ub)", want{B: 1}, all, func(ev string) error { return h.PublishToUser(ctx, "ub", ev, payload) })
+	deliver("ours PublishToClient(A)", want{A: 1}, all, func(ev string) error { return h.PublishToClient(ctx, A.id, ev, payload) })
+	deliver("ours PublishBroadcast", want{A: 1, B: 1, A2: 1}, all, func(ev string) error { return h.PublishBroadcast(ctx, ev, payload) })
+	deliver("ours PublishBroadcast(exclude A)", want{B: 1, A2: 1}, all, func(ev string) error { return h.PublishBroadcast(ctx, ev, payload, A.id) })
+	deliver("ours Send(A id) [unknown locally -> room msg]", want{A: 1}, all, func(ev string) error { return h.Send(ctx, A.id, ev, payload) })
+	deliver("ours Send(B id) [local client]", want{B: 1}, all, func(ev string) error { return h.Send(ctx, B.id, ev, payload) })
+	deliver("ours Send(mixed) [local room]", want{A: 1, B: 1}, all, func(ev string) error { return h.Send(ctx, "mixed", ev, payload) })
+	deliver("ours Send(\"\") [broadcast]", want{A: 1, B: 1, A2: 1}, all, func(ev string) error { return h.Send(ctx, "", ev, payload) })
+	deliver("ours PublishToRoom(ws-default)", want{A: 1, B: 1, A2: 1}, all, func(ev string) error { return h.PublishToRoom(ctx, "ws-default", ev, payload) })
+
+	fmt.Println("\n-- Ignis side publishes (helper.send)")
+	deliver("ignis send(mixed)", want{A: 1, B: 1}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"destination": "mixed", "topic": ev, "data": payload})
+		return nil
+	})
+	deliver("ignis send(B id) [unknown on Ignis -> ws:room:<B>]", want{B: 1}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"destination": B.id, "topic": ev, "data": payload})
+		return nil
+	})
+	deliver("ignis send(A id) [local client -> ws:client:<A>]", want{A: 1}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"destination": A.id, "topic": ev, "data": payload})
+		return nil
+	})
+	deliver("ignis send() [broadcast]", want{A: 1, B: 1, A2: 1}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"topic": ev, "data": payload})
+		return nil
+	})
+	deliver("ignis send(ws-default) [local room]", want{A: 1, B: 1, A2: 1}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"destination": "ws-default", "topic": ev, "data": payload})
+		return nil
+	})
+	deliver("ignis send(ub) [user id: Ignis treats as room]", want{}, all, func(ev string) error {
+		ignisPost("/send", map[string]any{"destination": "ub", "topic": ev, "data": payload})
+		return nil
+	})
+
+	fmt.Println("\n-- emitters (Ignis WebSocketEmitter / our helpers/emitter)")
+	type emitCase struct {
+		name  string
+		kind  string
+		targ  string
+		excl  []string
+		w     want
+		goEmt func(ev string) error
+	}
+	cases := []emitCase{
+		{"toRoom(mixed)", "room", "mixed", nil, want{A: 1, B: 1}, func(ev string) error { return em.ToRoom(ctx, "mixed", ev, payload) }},
+		{"toRoom(mixed, exclude B)", "room", "mixed", []string{B.id}, want{A: 1}, func(ev string) error { return em.ToRoom(ctx, "mixed", ev, payload, B.id) }},
+		{"toUser(ua)", "user", "ua", nil, want{A: 1, A2: 1}, func(ev string) error { return em.ToUser(ctx, "ua", ev, payload) }},
+		{"toUser(ub)", "user", "ub", nil, want{B: 1}, func(ev string) error { return em.ToUser(ctx, "ub", ev, payload) }},
+		{"toClient(A)", "client", A.id, nil, want{A: 1}, func(ev string) error { return em.ToClient(ctx, A.id, ev, payload) }},
+		{"toClient(B)", "client", B.id, nil, want{B: 1}, func(ev string) error { return em.ToClient(ctx, B.id, ev, payload) }},
+		{"broadcast", "broadcast", "", nil, want{A: 1, B: 1, A2: 1}, func(ev string) error { return em.Broadcast(ctx, ev, payload) }},
+	}
+	for _, c := range cases {
+		c := c
+		deliver("ignis emitter "+c.name, c.w, all, func(ev string) error {
+			body := map[string]any{"kind": c.kind, "target": c.targ, "event": ev, "data": payload}
+			if c.excl != nil {
+				body["exclude"] = c.excl
+			}
+			ignisPost("/emit", body)
+			return nil
+		})
+		deliver("go emitter "+c.name, c.w, all, c.goEmt)
+	}
+
+	fmt.Println("\n-- unauthenticated clients and application messages (SPEC §4b)")
+	// Each check dials a fresh unauthenticated client on each server (the auth
+	// timeout is short) and learns the Ignis one's id from /clients.
+	unauthCheck := func(name string, trig func(id, ev string) error) {
+		seen := map[string]bool{}
+		for _, ic := range ignisClients() {
+			seen[ic.ID] = true
+		}
+		ui := dial("U2(ignis,unauth)", *ignisWS)
+		uo := dial("U2(ours,unauth)", ourWS)
+		defer ui.close()
+		defer uo.close()
+		time.Sleep(100 * time.Millisecond)
+		id := ""
+		for _, ic := range ignisClients() {
+			if !seen[ic.ID] && ic.State == "unauthorized" {
+				id = ic.ID
+			}
+		}
+		if id == "" {
+			fail(name, "could not find the unauthenticated Ignis client's id")
+			return
+		}
+		deliverX(name, want{}, []*client{A, B, A2, ui, uo}, map[*client]bool{ui: true}, func(ev string) error { return trig(id, ev) })
+	}
+	unauthCheck("ours Send(<unauth Ignis client id>)", func(id, ev string) error { return h.Send(ctx, id, ev, payload) })
+	unauthCheck("go emitter toRoom(<unauth Ignis client id>)", func(id, ev string) error { return em.ToRoom(ctx, id, ev, payload) })
+	unauthCheck("go emitter toClient(<unauth Ignis client id>)", func(id, ev string) error { return em.ToClient(ctx, id, ev, payload) })
+	unauthCheck("ignis send(<unauth Ignis client id>) [local client]", func(id, ev string) error {
+		ignisPost("/send", map[string]any{"destination": id, "topic": ev, "data": payload})
+		return nil
+	})
+	unauthCheck("ignis emitter toRoom(<unauth Ignis client id>)", func(id, ev string) error {
+		ignisPost("/emit", map[string]any{"kind": "room", "target": id, "event": ev, "data": payload})
+		return nil
+	})
+	// and the same for an unauthenticated client on our server
+	unauthOurs := func(name string, trig func(id, ev string) error) {
+		seen := map[string]bool{}
+		for _, ci := range h.Clients() {
+			seen[ci.ID] = true
+		}
+		uo := dial("U2(ours,unauth)", ourWS)
+		defer uo.close()
+		time.Sleep(100 * time.Millisecond)
+		id := ""
+		for _, ci := range h.Clients() {
+			if !seen[ci.ID] {
+				id = ci.ID
+			}
+		}
+		if id == "" {
+			fail(name, "could not find our unauthenticated client's id")
+			return
+		}
+		deliver(name, want{}, []*client{A, B, A2, uo}, func(ev string) error { return trig(id, ev) })
+	}
+	unauthOurs("ignis send(<unauth OUR client id>)", func(id, ev string) error {
+		ignisPost("/send", map[string]any{"destination": id, "topic": ev, "data": payload})
+		return nil
+	})
+	unauthOurs("ours Send(<unauth OUR client id>) [local client]", func(id, ev string) error { return h.Send(ctx, id, ev, payload) })
+	unauthOurs("go emitter toClient(<unauth OUR client id>)", func(id, ev string) error { return em.ToClient(ctx, id, ev, payload) })
+	// the unauthenticated clients' frames (expected: nothing but a close on auth timeout)
+	fmt.Printf("frames seen by unauthenticated clients: ignis=%v ours=%v\n", frameTexts(UI.take()), frameTexts(UO.take()))
+
+	fmt.Println("\n-- Redis envelopes (channel  payload) for the same operations")
+	cp.take()
+	envelope := func(label string, f func()) {
+		f()
+		for _, m := range cp.take() {
+			fmt.Printf("  %-28s %s\n", label, m)
+		}
+	}
+	envelope("ours PublishToRoom", func() { _ = h.PublishToRoom(ctx, "mixed", "env", payload) })
+	envelope("ignis send(room)", func() { ignisPost("/send", map[string]any{"destination": "mixed", "topic": "env", "data": payload}) })
+	envelope("ours PublishToRoom excl", func() { _ = h.PublishToRoom(ctx, "mixed", "env", payload, A.id) })
+	envelope("ignis emitter toRoom excl", func() {
+		ignisPost("/emit", map[string]any{"kind": "room", "target": "mixed", "event": "env", "data": payload, "exclude": []string{A.id}})
+	})
+	envelope("go emitter ToRoom excl", func() { _ = em.ToRoom(ctx, "mixed", "env", payload, A.id) })
+	envelope("ours PublishBroadcast", func() { _ = h.PublishBroadcast(ctx, "env", payload) })
+	envelope("ignis send(broadcast)", func() { ignisPost("/send", map[string]any{"topic": "env", "data": payload}) })
+	envelope("ignis emitter broadcast", func() { ignisPost("/emit", map[string]any{"kind": "broadcast", "event": "env", "data": payload}) })
+	envelope("go emitter Broadcast", func() { _ = em.Broadcast(ctx, "env", payload) })
+	envelope("ours Send(B local client)", func() { _ = h.Send(ctx, B.id, "env", payload) })
+	envelope("ignis send(A local client)", func() { ignisPost("/send", map[string]any{"destination": A.id, "topic": "env", "data": payload}) })
+	envelope("ours PublishToUser", func() { _ = h.PublishToUser(ctx, "ua", "env", payload) })
+	envelope("ignis emitter toUser", func() {
+		ignisPost("/emit", map[string]any{"kind": "user", "target": "ua", "event": "env", "data": payload})
+	})
+	envelope("go emitter ToUser", func() { _ = em.ToUser(ctx, "ua", "env", payload) })
+	envelope("ignis emitter toClient", func() {
+		ignisPost("/emit", map[string]any{"kind": "client", "target": B.id, "event": "env", "data": payload})
+	})
+	envelope("go emitter ToClient", func() { _ = em.ToClient(ctx, B.id, "env", payload) })
+	stopCap()
+	for _, c := range all {
+		c.take()
+	}
+
+	// --------------------------------------------------------- frame comparison
+	fmt.Println("\n-- frames side by side (ignis | ours)")
+	side := func(label, ig, ou string) {
+		mark := "same"
+		if normalize(ig) != normalize(ou) {
+			mark = "DIFF"
+		}
+		fmt.Printf("  [%s] %s\n      ignis: %s\n      ours : %s\n", mark, label, ig, ou)
+	}
+	side("connected", connA, connB)
+
+	// An exchange on a fresh connection per server: send each input, collect
+	// what comes back (and whether the connection survives).
+	type step struct {
+		label  string
+		input  string
+		binary bool
+	}
+	exchange := func(url string, authFirst bool, steps []step) []string {
+		c := dial("x", url)
+		defer c.close()
+		if authFirst {
+			c.authenticate("ux")
+			c.take()
+		}
+		var out []string
+		for _, s := range steps {
+			if s.binary {
+				c.sendBinary(s.input)
+			} else {
+				c.sendRaw(s.input)
+			}
+			time.Sleep(250 * time.Millisecond)
+			fs := frameTexts(c.take())
+			res := strings.Join(fs, " , ")
+			if res == "" {
+				res = "(nothing)"
+			}
+			if !c.waitClosed(0) {
+				out = append(out, res)
+			} else {
+				out = append(out, res+"  ->  "+c.closeInfo())
+				break
+			}
+		}
+		for len(out) < len(steps) {
+			out = append(out, "(connection already closed)")
+		}
+		return out
+	}
+	pre := []step{
+		{"pre-auth: not json", `not json`, false},
+		{"pre-auth: []", `[]`, false},
+		{"pre-auth: {\"event\":5}", `{"event":5}`, false},
+		{"pre-auth: {} (no event)", `{}`, false},
+		{"pre-auth: {\"event\":\"\"}", `{"event":""}`, false},
+		{"pre-auth: heartbeat", `{"event":"heartbeat"}`, false},
+		{"pre-auth: join", `{"event":"join","data":{"rooms":["r"]}}`, false},
+		{"pre-auth: custom event", `{"event":"chat","data":1}`, false},
+		{"pre-auth: null", `null`, false},
+	}
+	post := []step{
+		{"authed: not json", `not json`, false},
+		{"authed: []", `[]`, false},
+		{"authed: {\"event\":5}", `{"event":5}`, false},
+		{"authed: \"str\"", `"str"`, false},
+		{"authed: second authenticate", `{"event":"authenticate","data":{"token":"user:ux"}}`, false},
+		{"authed: join rooms not an array", `{"event":"join","data":{"rooms":"mixed"}}`, false},
+		{"authed: join rooms [1,2]", `{"event":"join","data":{"rooms":[1,2]}}`, false},
+		{"authed: join data missing", `{"event":"join"}`, false},
+		{"authed: leave rooms not an array", `{"event":"leave","data":{"rooms":"ws-default"}}`, false},
+		{"authed: binary JSON heartbeat", `{"event":"heartbeat"}`, true},
+		{"authed: binary not json", `nope`, true},
+		{"authed: client sends connected", `{"event":"connected","data":{}}`, false},
+		{"authed: heartbeat", `{"event":"heartbeat"}`, false},
+		{"authed: null", `null`, false},
+		{"authed: after null, heartbeat", `{"event":"heartbeat"}`, false},
+	}
+	// before authentication: one fresh connection per input (AuthTimeout is short)
+	for _, st := range pre {
+		ig := exchange(*ignisWS, false, []step{st})
+		ou := exchange(ourWS, false, []step{st})
+		side(st.label+"   input "+st.input, ig[0], ou[0])
+	}
+	{
+		ig := exchange(*ignisWS, true, post)
+		ou := exchange(ourWS, true, post)
+		for i, st := range post {
+			side(st.label+"   input "+st.input, ig[i], ou[i])
+		}
+	}
+	// join with rooms not an array may kill Ignis' handler: check the connection afterwards
+	for _, s := range []step{
+		{"authed: join rooms \"mixed\" then custom frame", `{"event":"join","data":{"rooms":"mixed"}}`, false},
+	} {
+		ig := exchange(*ignisWS, true, []step{s, {"then not json", "not json", false}})
+		ou := exchange(ourWS, true, []step{s, {"then not json", "not json", false}})
+		side(s.label+" (reply to the follow-up `not json`)", ig[1], ou[1])
+	}
+
+	// auth failure
+	authFail := func(url, input string) string {
+		c := dial("f", url)
+		c.sendRaw(input)
+		c.waitClosed(3 * time.Second)
+		fs := frameTexts(c.take())
+		c.close()
+		return strings.Join(fs, " , ") + "  ->  " + c.closeInfo()
+	}
+	for _, in := range []string{
+		`{"event":"authenticate","data":{"token":"bad"}}`,
+		`{"event":"authenticate"}`,
+		`{"event":"authenticate","data":"user:zz"}`,
+	} {
+		side("auth failure   input "+in, authFail(*ignisWS, in), authFail(ourWS, in))
+	}
+
+	if !*skipTimeouts {
+		// auth timeout: no authenticate at all
+		timeoutRun := func(url string, first string) string {
+			c := dial("t", url)
+			if first != "" {
+				c.sendRaw(first)
+			}
+			c.waitClosed(*authTimeout*4 + 2*time.Second)
+			fs := frameTexts(c.take())
+			c.close()
+			return strings.Join(fs, " , ") + "  ->  " + c.closeInfo()
+		}
+		var ig, ou string
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); ig = timeoutRun(*ignisWS, "") }()
+		go func() { defer wg.Done(); ou = timeoutRun(ourWS, "") }()
+		wg.Wait()
+		side(fmt.Sprintf("auth timeout (no authenticate; AuthTimeout %s)", *authTimeout), ig, ou)
+		wg.Add(2)
+		go func() { defer wg.Done(); ig = timeoutRun(*ignisWS, `{"event":"heartbeat"}`) }()
+		go func() { defer wg.Done(); ou = timeoutRun(ourWS, `{"event":"heartbeat"}`) }()
+		wg.Wait()
+		side("auth timeout (heartbeat only)", ig, ou)
+
+		// heartbeat timeout: authenticated, then silent
+		hbRun := func(url string) string {
+			c := dial("h", url)
+			c.authenticate("uh")
+			start := time.Now()
+			c.take()
+			c.waitClosed(*hbTimeout + *hbInterval*3 + 2*time.Second)
+			fs := frameTexts(c.take())
+			c.mu.Lock()
+			pings := c.pings
+			c.mu.Unlock()
+			c.close()
+			return fmt.Sprintf("%s  ->  %s (%s after connected; %d protocol pings seen)", strings.Join(fs, " , "), c.closeInfo(), c.closedAt.Sub(start).Round(100*time.Millisecond), pings)
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); ig = hbRun(*ignisWS) }()
+		go func() { defer wg.Done(); ou = hbRun(ourWS) }()
+		wg.Wait()
+		side(fmt.Sprintf("heartbeat timeout (silent after auth; interval %s, timeout %s)", *hbInterval, *hbTimeout), ig, ou)
+
+		// heartbeat keeps alive
+		keepRun := func(url string) string {
+			c := dial("k", url)
+			c.authenticate("uk")
+			c.take()
+			c.heartbeat(*hbInterval / 2)
+			c.waitClosed(*hbTimeout + *hbInterval*2)
+			fs := frameTexts(c.take())
+			info := c.closeInfo()
+			c.close()
+			return strings.Join(fs, " , ") + " -> " + info
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); ig = keepRun(*ignisWS) }()
+		go func() { defer wg.Done(); ou = keepRun(ourWS) }()
+		wg.Wait()
+		side("client heartbeating every interval/2 (replies; state at the end)", ig, ou)
+	}
+
+	// shutdown close code of ours (Ignis' is observed by the runner script when Bun stops)
+	for _, c := range []*client{A, B, A2, UI, UO} {
+		if c.stopHB != nil {
+			close(c.stopHB)
+			c.stopHB = nil
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = h.Shutdown(sctx)
+	B.waitClosed(2 * time.Second)
+	fmt.Printf("\nours Shutdown -> B: %s\n", B.closeInfo())
+	_ = srv.Close()
+	for _, c := range []*client{A, A2, UI, UO} {
+		c.close()
+	}
+
+	fmt.Printf("\n== routing=%s: %d passed, %d failed, %d Ignis-vs-SPEC observations\n", *routing, passes, failures, observations)
+	if failures > 0 {
+		os.Exit(1)
+	}
+}
+
+var (
+	reUUID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	reTime = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
+	reUser = regexp.MustCompile(`"userId":"[^"]*"`)
+	reDur  = regexp.MustCompile(`after [0-9.]+m?s`)
+	reDur2 = regexp.MustCompile(`\([0-9.]+m?s after connected`)
+)
+
+// normalize blanks ids, user ids, timestamps (keeping their format: digits
+// of fraction and zone) and durations, so that side-by-side frames compare by shape.
+func normalize(s string) string {
+	s = reUUID.ReplaceAllString(s, "<uuid>")
+	s = reUser.ReplaceAllString(s, `"userId":"<user>"`)
+	s = reTime.ReplaceAllStringFunc(s, func(t string) string {
+		return regexp.MustCompile(`\d`).ReplaceAllString(t, "d")
+	})
+	s = reDur.ReplaceAllString(s, "after <t>")
+	s = reDur2.ReplaceAllString(s, "(<t> after connected")
+	return s
+}
+
+func frameTexts(fs []frame) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		s := f.data
+		if f.typ == websocket.BinaryMessage {
+			s = "binary:" + s
+		}
+		out = append(out, s)
+	}
+	return out
+}
