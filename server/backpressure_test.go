@@ -7,17 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/server"
 )
 
 // slowFanout sends count messages of size bytes to the default room, where
 // a client that never reads and one that reads everything both sit.
-func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServer, slow, fast *wsClient, disconnected *recorder[server.ClientDisconnectedEvent]) {
+func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServer, slow, fast *wsClient, disconnected *recorder[server.ClientDisconnectedEvent], logs *observer.ObservedLogs) {
 	t.Helper()
 	disconnected = newRecorder[server.ClientDisconnectedEvent]()
+	core, logs := observer.New(zap.WarnLevel)
 	ts = startServer(t, nil, server.Options{
 		Config: cfg,
+		Logger: zap.New(core),
 		ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
 			disconnected.Add(ev)
 			return nil
@@ -62,12 +67,12 @@ func slowFanout(t *testing.T, cfg server.Config, count, size int) (ts *testServe
 	if err := <-received; err != nil {
 		t.Fatal(err)
 	}
-	return ts, slow, fast, disconnected
+	return ts, slow, fast, disconnected, logs
 }
 
 func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
 	const limit = 64 << 10
-	ts, slow, fast, _ := slowFanout(t, server.Config{BackpressureLimit: limit}, 3000, 8<<10)
+	ts, slow, fast, _, logs := slowFanout(t, server.Config{BackpressureLimit: limit}, 3000, 8<<10)
 	info, ok := ts.h.Client(slow.ID)
 	if !ok {
 		t.Fatal("slow client was disconnected; the default policy drops messages")
@@ -78,6 +83,10 @@ func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
 	}
 	if !info.Backpressured {
 		t.Error("slow client not flagged backpressured")
+	}
+	// Drops are counted per message and logged once per episode.
+	if n := logs.FilterMessageSnippet("over backpressure limit").FilterField(zap.String("client_id", slow.ID)).Len(); n != 1 {
+		t.Errorf("backpressure logged %d times for the slow client, want once", n)
 	}
 	fast.Probe()
 	// Once the slow client reads again, its queue drains and the flag clears.
@@ -97,7 +106,7 @@ func TestSlowClientDropsAndOthersKeepReceiving(t *testing.T) {
 
 func TestSlowClientClosedWhenConfigured(t *testing.T) {
 	const limit = 64 << 10
-	ts, slow, fast, disconnected := slowFanout(t, server.Config{
+	ts, slow, fast, disconnected, _ := slowFanout(t, server.Config{
 		BackpressureLimit:        limit,
 		CloseOnBackpressureLimit: true,
 		WriteTimeout:             300 * time.Millisecond,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
@@ -98,6 +99,7 @@ type client struct {
 	spare           []frame // the writer's last batch, reused
 	queued          int
 	backpressured   bool
+	bpNotice        bool          // the client just went over the limit: log it once
 	writing         bool          // a writer goroutine exists (running or parked)
 	busy            bool          // someone is writing to the socket right now
 	parked          bool          // it waits on wake for frames
@@ -243,6 +245,7 @@ func (c *client) enqueueLocked(f frame) (queued, overLimit bool, start writerAct
 	if c.queued > 0 && c.queued+f.size > limit {
 		if !c.backpressured {
 			c.backpressured = true
+			c.bpNotice = true // logged by the caller, after unlocking
 			c.h.stats.backpressureEvents.Add(1)
 		}
 		c.h.stats.dropped.Add(1)
@@ -264,10 +267,27 @@ func (c *client) sendSystem(data []byte) {
 	ok, over, start := c.enqueueLocked(frame{kind: frameText, size: len(data), data: data})
 	c.mu.Unlock()
 	c.startWriter(start)
-	if ok {
+	switch {
+	case ok:
 		c.h.stats.out.Add(1)
-	} else if over {
+	case over:
 		c.close(protocol.ClosePolicyViolation, protocol.ReasonBackpressure, true)
+	default:
+		c.noticeBackpressure()
+	}
+}
+
+// noticeBackpressure logs, once per episode, that messages are being
+// dropped for the client (each drop is counted in Stats.MessagesDropped).
+func (c *client) noticeBackpressure() {
+	c.mu.Lock()
+	notice := c.bpNotice
+	c.bpNotice = false
+	queued := c.queued
+	c.mu.Unlock()
+	if notice {
+		c.h.log.Warn("client over backpressure limit: dropping messages until its queue drains",
+			zap.String("client_id", c.id), zap.Int("queued_bytes", queued))
 	}
 }
 

@@ -129,6 +129,8 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		if !ok {
 			if over {
 				overLimit = append(overLimit, c)
+			} else {
+				c.noticeBackpressure()
 			}
 			continue
 		}
