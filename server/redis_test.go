@@ -395,11 +395,26 @@ func TestCrossInstanceOnRedisCluster(t *testing.T) {
 func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 	f := newFleet(t)
 	ctx := context.Background()
+	testOnlyLocalRoomTraffic(t, f, "solo")
+	// And B unsubscribes when its last member leaves.
+	f.b1.Send(protocol.EventLeave, map[string]any{"rooms": []string{"solo"}})
+	f.b1.Probe()
+	eventually(t, "B unsubscribed from ws:room:solo", func() bool {
+		n, err := f.rs.Client(t).PubSubNumSub(ctx, protocol.ChannelRoom("solo")).Result()
+		return err == nil && n[protocol.ChannelRoom("solo")] == 1 // A only
+	})
+}
+
+// testOnlyLocalRoomTraffic checks that instance B, with no member in room,
+// receives no Redis message for it, and that it does once b1 joins.
+func testOnlyLocalRoomTraffic(t *testing.T, f *fleet, room string) {
+	t.Helper()
+	ctx := context.Background()
 	before := f.b.h.Stats().RedisReceived
-	// Only a2 (on A) is in "solo"; B has no member.
-	f.a2.Send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	// Only a2 (on A) is in the room; B has no member.
+	f.a2.Send(protocol.EventJoin, map[string]any{"rooms": []string{room}})
 	f.a2.Probe()
-	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 1); err != nil {
+	if err := f.a.h.PublishToRoom(ctx, room, "solo-msg", 1); err != nil {
 		t.Fatal(err)
 	}
 	f.a2.ExpectData("solo-msg", "1")
@@ -413,19 +428,12 @@ func TestInterestRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 		t.Errorf("B received %d Redis messages, want 1 (the broadcast only)", got)
 	}
 	// With a member on B, B subscribes to the room.
-	f.b1.Send(protocol.EventJoin, map[string]any{"rooms": []string{"solo"}})
+	f.b1.Send(protocol.EventJoin, map[string]any{"rooms": []string{room}})
 	f.b1.Probe()
-	if err := f.a.h.PublishToRoom(ctx, "solo", "solo-msg", 2); err != nil {
+	if err := f.a.h.PublishToRoom(ctx, room, "solo-msg", 2); err != nil {
 		t.Fatal(err)
 	}
 	f.b1.ExpectData("solo-msg", "2")
-	// And it unsubscribes when the last member leaves.
-	f.b1.Send(protocol.EventLeave, map[string]any{"rooms": []string{"solo"}})
-	f.b1.Probe()
-	eventually(t, "B unsubscribed from ws:room:solo", func() bool {
-		n, err := f.rs.Client(t).PubSubNumSub(ctx, protocol.ChannelRoom("solo")).Result()
-		return err == nil && n[protocol.ChannelRoom("solo")] == 1 // A only
-	})
 }
 
 func TestConcurrentPublishesArePipelined(t *testing.T) {

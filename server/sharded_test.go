@@ -112,28 +112,7 @@ func TestShardedRoutingSkipsRoomsWithoutLocalMembers(t *testing.T) {
 			solo = r
 		}
 	}
-	before := f.b.h.Stats().RedisReceived
-	// Only a2 (on A) is in the room; B has no member.
-	f.a2.Send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
-	f.a2.Probe()
-	if err := f.a.h.PublishToRoom(ctx, solo, "solo-msg", 1); err != nil {
-		t.Fatal(err)
-	}
-	f.a2.ExpectData("solo-msg", "1")
-	if err := f.a.h.PublishBroadcast(ctx, "marker", nil); err != nil {
-		t.Fatal(err)
-	}
-	f.b1.Expect("marker")
-	if got := f.b.h.Stats().RedisReceived - before; got != 1 {
-		t.Errorf("B received %d Redis messages, want 1 (the broadcast only)", got)
-	}
-	// With a member on B, B subscribes to the room.
-	f.b1.Send(protocol.EventJoin, map[string]any{"rooms": []string{solo}})
-	f.b1.Probe()
-	if err := f.a.h.PublishToRoom(ctx, solo, "solo-msg", 2); err != nil {
-		t.Fatal(err)
-	}
-	f.b1.ExpectData("solo-msg", "2")
+	testOnlyLocalRoomTraffic(t, f, solo)
 	for _, c := range []*wsClient{f.a1, f.b2} {
 		c.Expect("marker")
 	}

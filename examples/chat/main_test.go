@@ -191,24 +191,35 @@ func (c *wsClient) authenticate(token string) (clientID, userID string) {
 	return data.ID, data.UserID
 }
 
+// chatConn is what both test clients (plain and encrypted) offer: frames
+// in, one frame out. The chat helpers below work on either.
+type chatConn interface {
+	waitFor(what string, match func(frame) bool) frame
+	sendFrame(event string, data any)
+	tb() testing.TB
+}
+
+func (c *wsClient) sendFrame(event string, data any) { c.send(event, data) }
+func (c *wsClient) tb() testing.TB                   { return c.t }
+
 // waitChat waits for a chat frame with text and returns its data.
-func (c *wsClient) waitChat(text string) chatMessage {
-	c.t.Helper()
+func waitChat(c chatConn, text string) chatMessage {
+	c.tb().Helper()
 	var msg chatMessage
 	c.waitFor("chat "+text, func(f frame) bool {
 		if f.Event != eventChat {
 			return false
 		}
 		if err := json.Unmarshal(f.Data, &msg); err != nil {
-			c.t.Fatalf("chat: bad data %s", f.Data)
+			c.tb().Fatalf("chat: bad data %s", f.Data)
 		}
 		return msg.Text == text
 	})
 	return msg
 }
 
-func (c *wsClient) waitError(message string) {
-	c.t.Helper()
+func waitError(c chatConn, message string) {
+	c.tb().Helper()
 	c.waitFor("error "+message, func(f frame) bool {
 		var data struct {
 			Message string `json:"message"`
@@ -219,15 +230,19 @@ func (c *wsClient) waitError(message string) {
 
 // joinRoom joins room and proves it: the server sends no join reply, but a
 // client's own chat message comes back to it only once it is in the room.
-func (c *wsClient) joinRoom(room, name string) {
-	c.t.Helper()
-	c.send("join", map[string]any{"rooms": []string{room}})
+func joinRoom(c chatConn, room, name string) {
+	c.tb().Helper()
+	c.sendFrame("join", map[string]any{"rooms": []string{room}})
 	probe := name + " joined " + room
-	c.send(eventChat, chatRequest{Room: room, Text: probe})
-	if got := c.waitChat(probe); got.From != name || got.Room != room {
-		c.t.Fatalf("own chat: got %+v", got)
+	c.sendFrame(eventChat, chatRequest{Room: room, Text: probe})
+	if got := waitChat(c, probe); got.From != name || got.Room != room {
+		c.tb().Fatalf("own chat: got %+v", got)
 	}
 }
+
+func (c *wsClient) waitChat(text string) chatMessage { return waitChat(c, text) }
+func (c *wsClient) waitError(message string)         { waitError(c, message) }
+func (c *wsClient) joinRoom(room, name string)       { joinRoom(c, room, name) }
 
 func TestChat(t *testing.T) {
 	h := startApp(t)
@@ -407,41 +422,12 @@ func (c *encClient) waitFor(what string, match func(frame) bool) frame {
 	}
 }
 
-func (c *encClient) waitChat(text string) chatMessage {
-	c.t.Helper()
-	var msg chatMessage
-	c.waitFor("chat "+text, func(f frame) bool {
-		if f.Event != eventChat {
-			return false
-		}
-		if err := json.Unmarshal(f.Data, &msg); err != nil {
-			c.t.Fatalf("chat: bad data %s", f.Data)
-		}
-		return msg.Text == text
-	})
-	return msg
-}
+func (c *encClient) sendFrame(event string, data any) { c.sendSealed(event, data) }
+func (c *encClient) tb() testing.TB                   { return c.t }
 
-func (c *encClient) waitError(message string) {
-	c.t.Helper()
-	c.waitFor("error "+message, func(f frame) bool {
-		var data struct {
-			Message string `json:"message"`
-		}
-		return f.Event == "error" && json.Unmarshal(f.Data, &data) == nil && data.Message == message
-	})
-}
-
-// joinRoom is wsClient.joinRoom with sealed frames.
-func (c *encClient) joinRoom(room, name string) {
-	c.t.Helper()
-	c.sendSealed("join", map[string]any{"rooms": []string{room}})
-	probe := name + " joined " + room
-	c.sendSealed(eventChat, chatRequest{Room: room, Text: probe})
-	if got := c.waitChat(probe); got.From != name || got.Room != room {
-		c.t.Fatalf("own chat: got %+v", got)
-	}
-}
+func (c *encClient) waitChat(text string) chatMessage { return waitChat(c, text) }
+func (c *encClient) waitError(message string)         { waitError(c, message) }
+func (c *encClient) joinRoom(room, name string)       { joinRoom(c, room, name) }
 
 func TestEncryptedChat(t *testing.T) {
 	h := startAppWith(t, config{Encrypt: true})
