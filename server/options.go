@@ -137,6 +137,29 @@ type Config struct {
 	DrainWindow time.Duration `json:"drainWindow,omitempty"`
 	// DrainBatches is the number of batches of a DrainWindow. Default 10.
 	DrainBatches int `json:"drainBatches,omitempty"`
+	// CloseGrace is how long a connection the server closed waits for the
+	// client's answering close frame before the socket is dropped. Shutdown
+	// waits at most this long for clients that never answer (and never
+	// longer than its context allows). Default 1s.
+	CloseGrace time.Duration `json:"closeGrace,omitempty"`
+
+	// RefreshWindow is how long before AuthResult.ExpiresAt the client is
+	// sent "session-expiring" so that it can "refresh" in time. Default 30s.
+	RefreshWindow time.Duration `json:"refreshWindow,omitempty"`
+	// RequireEncryptedInbound makes an encrypted client send every frame
+	// after "connected" (except heartbeat) inside an "encrypted" envelope;
+	// a plaintext frame is answered with "Encryption required" and dropped.
+	// Default false, so Ignis clients, which send plaintext, keep working.
+	RequireEncryptedInbound bool `json:"requireEncryptedInbound,omitempty"`
+	// LogSampleInterval is the period of log sampling for events a client
+	// can cause at will (authentication failures, rate-limit and oversize
+	// closes, origin refusals, auth timeouts, handler errors): per kind,
+	// the first LogSampleBurst lines of an interval are written and the
+	// rest are counted in one summary line at its end. Default 10s.
+	LogSampleInterval time.Duration `json:"logSampleInterval,omitempty"`
+	// LogSampleBurst is how many lines of one kind an interval writes.
+	// Default 5.
+	LogSampleBurst int `json:"logSampleBurst,omitempty"`
 }
 
 // Bool returns a pointer to v, for Config.SendPings.
@@ -243,6 +266,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainBatches <= 0 {
 		c.DrainBatches = protocol.DefaultDrainBatches
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = protocol.DefaultCloseGrace
+	}
+	if c.RefreshWindow <= 0 {
+		c.RefreshWindow = protocol.DefaultRefreshWindow
+	}
+	if c.LogSampleInterval <= 0 {
+		c.LogSampleInterval = protocol.DefaultLogSampleInterval
+	}
+	if c.LogSampleBurst <= 0 {
+		c.LogSampleBurst = protocol.DefaultLogSampleBurst
 	}
 	return c
 }

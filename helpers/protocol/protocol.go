@@ -9,6 +9,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -73,12 +74,24 @@ const (
 	EventEncrypted    = "encrypted"
 )
 
+// Events of the second stage (none of them is sent to a client that does
+// not use the feature): ack answers a join or leave that carried an id;
+// session-expiring warns before AuthResult.ExpiresAt; refresh (C→S)
+// re-authenticates and refreshed answers it.
+const (
+	EventAck             = "ack"
+	EventSessionExpiring = "session-expiring"
+	EventRefresh         = "refresh"
+	EventRefreshed       = "refreshed"
+)
+
 // IsSystemEvent reports whether event is reserved by the protocol and so never
 // reaches the application's message handler.
 func IsSystemEvent(event string) bool {
 	switch event {
 	case EventAuthenticate, EventConnected, EventDisconnect, EventJoin,
-		EventLeave, EventError, EventHeartbeat, EventEncrypted:
+		EventLeave, EventError, EventHeartbeat, EventEncrypted,
+		EventAck, EventSessionExpiring, EventRefresh, EventRefreshed:
 		return true
 	}
 	return false
@@ -95,7 +108,25 @@ const (
 	ChannelRoomPattern   = ChannelRoomPrefix + "*"
 	ChannelClientPattern = ChannelClientPrefix + "*"
 	ChannelUserPattern   = ChannelUserPrefix + "*"
+	// ChannelControl carries fleet-wide control messages (Control). Ignis
+	// servers neither subscribe to it nor match it with their patterns.
+	ChannelControl = "ws:control"
 )
+
+// ControlDisconnect is the type of a Control that closes connections.
+const ControlDisconnect = "disconnect"
+
+// Control is a fleet-wide control message on ChannelControl. For
+// ControlDisconnect exactly one of User and Client is set: every instance
+// closes that user's sessions, or that client, with Code and Reason.
+type Control struct {
+	ServerID string `json:"serverId"`
+	Type     string `json:"type"`
+	User     string `json:"user,omitempty"`
+	Client   string `json:"client,omitempty"`
+	Code     int    `json:"code"`
+	Reason   string `json:"reason"`
+}
 
 // ChannelRoom is the Redis channel of a room.
 func ChannelRoom(room string) string { return ChannelRoomPrefix + room }
@@ -157,6 +188,12 @@ const (
 	DefaultMaxPendingConnections = 10000
 	DefaultDrainBatches          = 10
 	DefaultPublishQueue          = 10000
+	DefaultCloseGrace            = time.Second
+	DefaultRefreshWindow         = 30 * time.Second
+	DefaultLogSampleInterval     = 10 * time.Second
+	DefaultLogSampleBurst        = 5
+	// MaxIDLength is the longest "id" a client frame may carry.
+	MaxIDLength = 64
 )
 
 // DefaultRooms returns the rooms every authenticated client joins by default.
@@ -174,6 +211,8 @@ const (
 	CloseHeartbeatTimeout   = 4002
 	CloseAuthFailed         = 4003
 	CloseEncryptionRequired = 4004
+	CloseDisconnected       = 4005 // the default code of a server-decided Disconnect
+	CloseSessionExpired     = 4006
 )
 
 // Close reasons sent with the codes above.
@@ -187,6 +226,9 @@ const (
 	ReasonInvalidUTF8        = "Invalid UTF-8"
 	ReasonRateLimited        = "Rate limit exceeded"
 	ReasonTooManyConnections = "Too many connections"
+	ReasonDisconnected       = "Disconnected"
+	ReasonSessionExpired     = "Session expired"
+	ReasonMessageTooBig      = "Message too big"
 )
 
 // Error messages sent to the client in {"event":"error","data":{"message":…}}.
@@ -200,7 +242,52 @@ const (
 	ErrMsgTooManyRooms         = "Too many rooms"
 	ErrMsgRateLimited          = "Rate limit exceeded"
 	ErrMsgTooManyConnections   = "Too many connections"
+	ErrMsgRefreshFailed        = "Refresh failed"
+	ErrMsgEncryptionRequired   = "Encryption required"
+	ErrMsgInternal             = "Internal error"
 )
+
+// Reasons a room is refused in an ack.
+const (
+	RefusedInvalidName  = "invalid name"
+	RefusedNotAllowed   = "not allowed"
+	RefusedTooManyRooms = "too many rooms"
+	RefusedNotMember    = "not a member"
+)
+
+// AckData is the payload of an ack: the request's event, the rooms it
+// applied to and those it refused, with why. Recovered is for joins with
+// "since" (history rooms).
+type AckData struct {
+	Event   string        `json:"event"`
+	Rooms   []string      `json:"rooms"`
+	Refused []RefusedRoom `json:"refused"`
+}
+
+// RefusedRoom is one room of a join or leave that was not applied.
+type RefusedRoom struct {
+	Room   string `json:"room"`
+	Reason string `json:"reason"`
+}
+
+// ExpiryData is the payload of session-expiring and refreshed: when the
+// session ends, RFC 3339 in UTC (absent in refreshed when it never does).
+type ExpiryData struct {
+	ExpiresAt string `json:"expiresAt,omitempty"`
+}
+
+// Disconnect is a close the server decides: a WebSocket close code and its
+// reason. It is an error, so code can return or wrap it. The server package
+// names it server.Disconnect.
+type Disconnect struct {
+	Code   int
+	Reason string
+}
+
+// Error describes the close.
+func (d Disconnect) Error() string {
+	return "websocket closed " + strconv.Itoa(d.Code) + " " + d.Reason
+}
 
 // ErrorData is the payload of an error event.
 type ErrorData struct {
