@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
@@ -14,14 +15,22 @@ type AuthenticateRequest struct {
 	// Data is the "data" of the client's authenticate frame, as sent.
 	Data json.RawMessage
 	// Request is the HTTP upgrade request (headers, remote address). Do not
-	// read its body.
+	// read its body. It is nil for a refresh.
 	Request *http.Request
+	// Refresh is set when the client sent "refresh" to extend its session:
+	// the result must name the same user, or the refresh is refused.
+	Refresh bool
 }
 
 // AuthResult identifies an authenticated client.
 type AuthResult struct {
 	UserID   string
 	Metadata map[string]any
+	// ExpiresAt is when the session ends (the token's expiry); zero means
+	// never. RefreshWindow before it the client gets "session-expiring";
+	// at it the connection is closed with 4006 "Session expired", unless a
+	// "refresh" moved it. A time already past closes the session at once.
+	ExpiresAt time.Time
 }
 
 // AuthenticateFunc authenticates a client from its first message. It returns
@@ -35,11 +44,15 @@ type AuthenticateFunc func(ctx context.Context, req AuthenticateRequest) (*AuthR
 type ValidateRoomRequest struct {
 	ClientID string
 	UserID   string
+	// Metadata is the client's AuthResult.Metadata (a copy).
+	Metadata map[string]any
 	Rooms    []string
 }
 
 // ValidateRoomFunc returns the subset of req.Rooms the client may join.
-// Names it returns that were not requested are ignored.
+// Names it returns that were not requested are ignored. A ClientError is
+// sent to the client (with the request's id); another error answers a
+// request that has an id with "Internal error".
 type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]string, error)
 
 // ClientConnectedEvent describes a client that has just been authenticated.
@@ -69,17 +82,29 @@ type ClientDisconnectedFunc func(ctx context.Context, ev ClientDisconnectedEvent
 type MessageEvent struct {
 	ClientID string
 	UserID   string
-	Message  protocol.Message
+	// Message is the frame; Message.ID is the client's request id ("" when
+	// the frame had none), which Helper.Reply echoes.
+	Message protocol.Message
+	// Encrypted tells whether the frame arrived inside an "encrypted"
+	// envelope (decoded by the InboundTransformer) rather than in plaintext.
+	Encrypted bool
 }
 
 // MessageHandler handles application events. Calls for one client are made
-// one at a time, in the order the frames arrived.
+// one at a time, in the order the frames arrived. It may answer with
+// Helper.Reply. A returned ClientError is sent to the client as an error
+// event (with the frame's id, if any); any other error is logged (sampled)
+// and, when the frame had an id, answered with "Internal error".
 type MessageHandler func(ctx context.Context, ev MessageEvent) error
 
 // OutboundRequest is one message about to be written to an encrypted client.
 type OutboundRequest struct {
 	Client ClientInfo
 	Event  string
+	// ID is the client's request id when the message is a Helper.Reply;
+	// the transformed frame carries it in plaintext so the client can
+	// match the answer.
+	ID string
 	// Data is the message's data as JSON (null when the message has none).
 	Data json.RawMessage
 }

@@ -93,6 +93,13 @@ type client struct {
 	authenticatedAt time.Time
 	authTimer       *time.Timer
 	authCancel      context.CancelFunc
+	// The session expiry (AuthResult.ExpiresAt): its timer first fires for
+	// the session-expiring notice, then for the 4006 close.
+	expiresAt     time.Time
+	sessionTimer  *time.Timer
+	sessionGen    uint64 // bumped whenever the timer is re-armed
+	expiryNoticed bool   // session-expiring was sent for expiresAt
+	refreshing    bool   // a refresh request is being decided
 	closing         bool
 	pending         bool // counted in Helper.pending until authenticated or gone
 	queue           []frame
@@ -271,7 +278,7 @@ func (c *client) sendSystem(data []byte) {
 	case ok:
 		c.h.stats.out.Add(1)
 	case over:
-		c.close(protocol.ClosePolicyViolation, protocol.ReasonBackpressure, true)
+		c.close(DisconnectBackpressure, true)
 	default:
 		c.noticeBackpressure()
 	}
@@ -291,9 +298,10 @@ func (c *client) noticeBackpressure() {
 	}
 }
 
-// sendError queues {"event":"error","data":{"message":msg}}.
-func (c *client) sendError(msg string) {
-	c.sendSystem(errorFrame(msg))
+// sendError queues {"event":"error","data":{"message":msg}}, with the id
+// of the frame it answers when it had one.
+func (c *client) sendError(msg, id string) {
+	c.sendSystem(errorFrame(msg, id))
 }
 
 // sendControl queues a ping or a pong (raw path only).
@@ -309,10 +317,18 @@ func (c *client) sendControl(kind frameKind, data []byte) {
 	c.startWriter(start)
 }
 
-// close starts closing the connection: nothing more is accepted from or
-// queued for the client, and the close frame is written after what is
-// already queued (or at once when discard is set). Safe to call many times.
-func (c *client) close(code int, reason string, discard bool) {
+// close starts closing the connection with d: nothing more is accepted from
+// or queued for the client, and the close frame is written after what is
+// already queued (or at once when discard is set). Safe to call many times;
+// the first close wins.
+func (c *client) close(d Disconnect, discard bool) {
+	c.closeAfter(nil, d, discard)
+}
+
+// closeAfter is close with a last system frame (an error reply saying why)
+// queued in the same locked step as the close frame, so that nothing can
+// come between them. last may be nil.
+func (c *client) closeAfter(last []byte, d Disconnect, discard bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -326,11 +342,14 @@ func (c *client) close(code int, reason string, discard bool) {
 	if discard {
 		c.dropQueueLocked()
 	}
-	c.queue = append(c.queue, frame{kind: frameClose, code: code, reason: reason})
-	if c.authTimer != nil {
-		c.authTimer.Stop()
-		c.authTimer = nil
+	if last != nil {
+		// Past the backpressure limit too: it is the client's last frame.
+		c.queue = append(c.queue, frame{kind: frameText, size: len(last), data: last})
+		c.queued += len(last)
+		c.h.stats.out.Add(1)
 	}
+	c.queue = append(c.queue, frame{kind: frameClose, code: d.Code, reason: d.Reason})
+	c.stopTimersLocked()
 	cancelAuth := c.authCancel
 	c.authCancel = nil
 	start := c.startWriterLocked()
@@ -339,6 +358,18 @@ func (c *client) close(code int, reason string, discard bool) {
 		cancelAuth()
 	}
 	c.startWriter(start)
+}
+
+// stopTimersLocked stops the auth and session timers; c.mu must be held.
+func (c *client) stopTimersLocked() {
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	if c.sessionTimer != nil {
+		c.sessionTimer.Stop()
+		c.sessionTimer = nil
+	}
 }
 
 func (c *client) dropQueueLocked() {
@@ -517,7 +548,7 @@ func (c *client) waitCloseSent(d time.Duration) {
 // afterClose gives the peer a moment to answer the close frame, then lets
 // the reader fail so that the connection is cleaned up.
 func (c *client) afterClose() {
-	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.h.cfg.CloseGrace))
 }
 
 // writeFrameGorilla writes one frame through gorilla (used when
@@ -563,10 +594,6 @@ func (c *client) writeFrameGorilla(f *frame) bool {
 	}
 	return false
 }
-
-// closeGrace is how long a closed connection waits for the peer's close
-// frame before the socket is dropped.
-const closeGrace = 2 * time.Second
 
 func (c *client) info() ClientInfo {
 	c.mu.Lock()

@@ -18,6 +18,7 @@ import (
 type message struct {
 	event string
 	data  json.RawMessage // nil: the frame has no data
+	id    string          // the request id a reply answers, or ""
 	frame []byte          // the JSON text: the frame's payload
 	wire  []byte          // the whole WebSocket frame: header, then frame
 
@@ -56,13 +57,26 @@ func newMessage(event string, data any) (*message, error) {
 }
 
 func newRawMessage(event string, raw json.RawMessage) (*message, error) {
+	return newRawMessageID(event, raw, "")
+}
+
+// newRawMessageID is newRawMessage for a frame that answers a request: id
+// ("" for none) goes in the frame's "id".
+func newRawMessageID(event string, raw json.RawMessage, id string) (*message, error) {
 	ev, err := json.Marshal(event)
 	if err != nil {
 		return nil, fmt.Errorf("server: encode event: %w", err)
 	}
+	var idJSON []byte
+	if id != "" {
+		idJSON, _ = json.Marshal(id)
+	}
 	n := len(`{"event":}`) + len(ev)
 	if raw != nil {
 		n += len(`,"data":`) + len(raw)
+	}
+	if idJSON != nil {
+		n += len(`,"id":`) + len(idJSON)
 	}
 	// The frame header goes in front of the payload, in the same buffer,
 	// so that the raw path writes a whole frame from one slice.
@@ -74,11 +88,15 @@ func newRawMessage(event string, raw json.RawMessage) (*message, error) {
 		frame = append(frame, `,"data":`...)
 		frame = append(frame, raw...)
 	}
+	if idJSON != nil {
+		frame = append(frame, `,"id":`...)
+		frame = append(frame, idJSON...)
+	}
 	frame = append(frame, '}')
 	if raw != nil && !json.Valid(raw) {
 		return nil, fmt.Errorf("server: data of %q is not valid JSON", event)
 	}
-	return &message{event: event, data: raw, frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
+	return &message{event: event, data: raw, id: id, frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
 }
 
 // transformJob is one encrypted recipient of a message.
@@ -142,7 +160,7 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 	h.stats.out.Add(uint64(delivered))
 	for _, c := range overLimit {
 		h.log.Warn("client over backpressure limit: closing", zap.String("client_id", c.id))
-		c.close(protocol.ClosePolicyViolation, protocol.ReasonBackpressure, true)
+		c.close(DisconnectBackpressure, true)
 	}
 	if len(jobs) > 0 {
 		h.runTransforms(m, jobs)
@@ -189,7 +207,7 @@ func (h *Helper) transform(m *message, j transformJob) {
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	req := OutboundRequest{Client: j.c.info(), Event: m.event, Data: data}
+	req := OutboundRequest{Client: j.c.info(), Event: m.event, ID: m.id, Data: data}
 	var res *OutboundResult
 	err := h.callback("outbound transformer", j.c.id, func() error {
 		var err error
@@ -205,6 +223,9 @@ func (h *Helper) transform(m *message, j transformJob) {
 		return
 	}
 	out, err := newMessage(res.Event, res.Data)
+	if err == nil && m.id != "" {
+		out, err = newRawMessageID(res.Event, out.data, m.id)
+	}
 	if err != nil {
 		h.stats.dropped.Add(1)
 		h.log.Warn("outbound transformer result not encodable", zap.String("client_id", j.c.id), zap.Error(err))
@@ -312,62 +333,75 @@ func toSet(ids []string) map[string]struct{} {
 // client; a local room targets the room; anything else is published as a
 // room message, since the target may live on another instance (own-id rooms
 // make client ids reachable that way).
+//
+// A nil error means Redis took the message (see the README's delivery
+// guarantees). If publishing fails after the local delivery, the error is a
+// *PublishError: do not call Send again for the same message (local
+// clients would get it twice); use its RetryPublish. The same holds for the
+// Publish… methods.
 func (h *Helper) Send(ctx context.Context, destination, event string, data any) error {
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
 	}
 	if destination == "" {
-		h.deliverBroadcast(m, nil)
-		return h.publish(ctx, protocol.TypeBroadcast, "", m, nil)
+		n := h.deliverBroadcast(m, nil)
+		return h.publish(ctx, protocol.TypeBroadcast, "", m, nil, n)
 	}
 	if _, ok := h.lookup(destination); ok {
-		h.deliverClient(m, destination, nil)
-		return h.publish(ctx, protocol.TypeClient, destination, m, nil)
+		n := h.deliverClient(m, destination, nil)
+		return h.publish(ctx, protocol.TypeClient, destination, m, nil, n)
 	}
-	h.deliverRoom(m, destination, nil, false)
-	return h.publish(ctx, protocol.TypeRoom, destination, m, nil)
+	n := h.deliverRoom(m, destination, nil, false)
+	return h.publish(ctx, protocol.TypeRoom, destination, m, nil, n)
 }
 
 // PublishToUser reaches every session of a user on every instance: it
-// delivers locally and publishes on ws:user:{userID}.
+// delivers locally and publishes on ws:user:{userID}. On a *PublishError
+// the local sessions have the message: retry with its RetryPublish, not by
+// calling PublishToUser again.
 func (h *Helper) PublishToUser(ctx context.Context, userID, event string, data any) error {
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
 	}
-	h.deliverUser(m, userID, nil)
-	return h.publish(ctx, protocol.TypeUser, userID, m, nil)
+	n := h.deliverUser(m, userID, nil)
+	return h.publish(ctx, protocol.TypeUser, userID, m, nil, n)
 }
 
 // PublishToRoom reaches a room's members on every instance, except the
-// clients in exclude.
+// clients in exclude. On a *PublishError the local members have the
+// message: retry with its RetryPublish, not by calling PublishToRoom again.
 func (h *Helper) PublishToRoom(ctx context.Context, room, event string, data any, exclude ...string) error {
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
 	}
-	h.deliverRoom(m, room, toSet(exclude), false)
-	return h.publish(ctx, protocol.TypeRoom, room, m, exclude)
+	n := h.deliverRoom(m, room, toSet(exclude), false)
+	return h.publish(ctx, protocol.TypeRoom, room, m, exclude, n)
 }
 
-// PublishToClient reaches one client on whichever instance holds it.
+// PublishToClient reaches one client on whichever instance holds it. On a
+// *PublishError a local client has the message: retry with its
+// RetryPublish, not by calling PublishToClient again.
 func (h *Helper) PublishToClient(ctx context.Context, clientID, event string, data any) error {
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
 	}
-	h.deliverClient(m, clientID, nil)
-	return h.publish(ctx, protocol.TypeClient, clientID, m, nil)
+	n := h.deliverClient(m, clientID, nil)
+	return h.publish(ctx, protocol.TypeClient, clientID, m, nil, n)
 }
 
 // PublishBroadcast reaches every authenticated client on every instance,
-// except the clients in exclude.
+// except the clients in exclude. On a *PublishError the local clients have
+// the message: retry with its RetryPublish, not by calling PublishBroadcast
+// again.
 func (h *Helper) PublishBroadcast(ctx context.Context, event string, data any, exclude ...string) error {
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
 	}
-	h.deliverBroadcast(m, toSet(exclude))
-	return h.publish(ctx, protocol.TypeBroadcast, "", m, exclude)
+	n := h.deliverBroadcast(m, toSet(exclude))
+	return h.publish(ctx, protocol.TypeBroadcast, "", m, exclude, n)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
@@ -33,8 +34,19 @@ func FuzzParseFrame(f *testing.F) {
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
+		if msg.ID != "" && utf8.RuneCountInString(msg.ID) > protocol.MaxIDLength {
+			t.Fatalf("accepted an id of %d characters", utf8.RuneCountInString(msg.ID))
+		}
 		if rooms, ok := decodeRooms(data); ok {
-			_ = sanitiseRooms(rooms)
+			valid, refused := sanitiseRooms(rooms)
+			if len(valid)+len(refused) > len(rooms) {
+				t.Fatalf("sanitising %q gave %d valid and %d refused", rooms, len(valid), len(refused))
+			}
+			for _, r := range valid {
+				if !validRoomName(r) {
+					t.Fatalf("kept invalid room %q", r)
+				}
+			}
 		}
 	})
 }
@@ -63,6 +75,30 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 		if _, err := newRawMessage(env.Event, env.Data); err != nil && json.Valid(env.Data) {
 			t.Fatalf("valid envelope data not framable: %v", err)
+		}
+	})
+}
+
+// FuzzParseControl: a ws:control message is either a complete disconnect
+// order with an application close code or rejected; nothing panics.
+func FuzzParseControl(f *testing.F) {
+	for _, s := range []string{
+		`{"serverId":"a","type":"disconnect","user":"u","code":4005,"reason":"Disconnected"}`,
+		`{"serverId":"emitter","type":"disconnect","client":"c","code":4100,"reason":""}`,
+		`{"serverId":"a","type":"disconnect","user":"u","client":"c","code":4005}`,
+		`{"serverId":"a","type":"disconnect","user":"u","code":1000}`,
+		`null`, `[]`, `{"type":"disconnect"}`, `garbage`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseControl(data)
+		if err != nil {
+			return
+		}
+		if m.ServerID == "" || m.Type != protocol.ControlDisconnect || (m.User == "") == (m.Client == "") ||
+			m.Code < 4000 || m.Code > 4999 || len(m.Reason) > maxCloseReason {
+			t.Fatalf("accepted bad control message %+v", m)
 		}
 	})
 }

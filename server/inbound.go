@@ -49,8 +49,12 @@ func parseFrame(data []byte) (protocol.Message, error) {
 	if msg.Event == "" {
 		return msg, errDropFrame
 	}
-	if len(in.ID) > 0 && in.ID[0] == '"' {
-		_ = json.Unmarshal(in.ID, &msg.ID)
+	if len(in.ID) > 0 {
+		// §9.1: an id is a string of at most MaxIDLength characters.
+		if in.ID[0] != '"' || json.Unmarshal(in.ID, &msg.ID) != nil ||
+			utf8.RuneCountInString(msg.ID) > protocol.MaxIDLength {
+			return protocol.Message{}, errInvalidFrame
+		}
 	}
 	if len(in.Data) > 0 {
 		msg.Data = in.Data
@@ -68,7 +72,7 @@ func (h *Helper) handleFrame(c *client, data []byte) {
 			h.logDebug("frame without event dropped", c.id, nil)
 			return
 		}
-		c.sendError(protocol.ErrMsgInvalidFormat)
+		c.sendError(protocol.ErrMsgInvalidFormat, "")
 		return
 	}
 	h.route(c, msg, false)
@@ -88,22 +92,30 @@ func (h *Helper) route(c *client, msg protocol.Message, decrypted bool) {
 
 	if msg.Event == protocol.EventAuthenticate {
 		if state != protocol.StateUnauthorized {
-			c.sendError(protocol.ErrMsgAlreadyAuthenticated)
+			c.sendError(protocol.ErrMsgAlreadyAuthenticated, msg.ID)
 			return
 		}
 		h.startAuth(c, msg.Data)
 		return
 	}
 	if state != protocol.StateAuthenticated {
-		c.sendError(protocol.ErrMsgNotAuthenticated)
+		c.sendError(protocol.ErrMsgNotAuthenticated, msg.ID)
+		return
+	}
+	if encrypted && !decrypted && h.cfg.RequireEncryptedInbound && msg.Event != protocol.EventEncrypted {
+		// §9.3: an encrypted client may not fall back to plaintext.
+		c.sendError(protocol.ErrMsgEncryptionRequired, msg.ID)
 		return
 	}
 	switch msg.Event {
 	case protocol.EventJoin:
-		h.handleJoin(c, userID, msg.Data)
+		h.handleJoin(c, userID, msg)
 		return
 	case protocol.EventLeave:
-		h.handleLeave(c, msg.Data)
+		h.handleLeave(c, msg)
+		return
+	case protocol.EventRefresh:
+		h.handleRefresh(c, msg)
 		return
 	case protocol.EventEncrypted:
 		if !decrypted && encrypted && h.opts.InboundTransformer != nil {
@@ -117,8 +129,10 @@ func (h *Helper) route(c *client, msg protocol.Message, decrypted bool) {
 	if h.opts.Message == nil {
 		return
 	}
-	ev := MessageEvent{ClientID: c.id, UserID: userID, Message: msg}
-	_ = h.callback("message", c.id, func() error { return h.opts.Message(c.ctx, ev) })
+	ev := MessageEvent{ClientID: c.id, UserID: userID, Message: msg, Encrypted: decrypted}
+	if err := h.callback("message", c.id, func() error { return h.opts.Message(c.ctx, ev) }); err != nil {
+		c.answerError(err, msg.ID)
+	}
 }
 
 func (h *Helper) handleEncrypted(c *client, msg protocol.Message) {
@@ -129,9 +143,13 @@ func (h *Helper) handleEncrypted(c *client, msg protocol.Message) {
 		inner, err = h.opts.InboundTransformer(c.ctx, req)
 		return err
 	})
-	if err != nil || inner == nil || inner.Event == "" {
-		c.sendError(protocol.ErrMsgInvalidFormat)
+	if err != nil || inner == nil || inner.Event == "" || utf8.RuneCountInString(inner.ID) > protocol.MaxIDLength {
+		c.sendError(protocol.ErrMsgInvalidFormat, msg.ID)
 		return
+	}
+	if inner.ID == "" {
+		// The id may travel outside the envelope, as replies carry it.
+		inner.ID = msg.ID
 	}
 	h.route(c, *inner, true)
 }
@@ -152,7 +170,8 @@ func (h *Helper) startAuth(c *client, data json.RawMessage) {
 	}
 	c.authTimer = time.AfterFunc(3*h.cfg.AuthTimeout, func() {
 		h.stats.authTimeouts.Add(1)
-		c.close(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout, false)
+		h.sampled(sampleAuthTimeout, "client closed: authentication timeout", zap.String("client_id", c.id))
+		c.close(DisconnectAuthTimeout, false)
 	})
 	c.authCancel = cancel
 	c.mu.Unlock()
@@ -184,8 +203,8 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		if err != nil {
 			msg = protocol.ErrMsgAuthError
 		}
-		c.sendError(msg)
-		c.close(protocol.CloseAuthFailed, protocol.ReasonAuthFailed, false)
+		h.sampled(sampleAuthFailure, "authentication failed", zap.String("client_id", c.id), zap.String("reply", msg))
+		c.closeAfter(errorFrame(msg, ""), DisconnectAuthFailed, false)
 		return
 	}
 
@@ -210,8 +229,8 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		}
 		if herr != nil || hs == nil {
 			h.stats.handshakeFailures.Add(1)
-			c.sendError(protocol.ErrMsgHandshakeFailed)
-			c.close(protocol.CloseEncryptionRequired, protocol.ReasonEncryptionRequired, false)
+			h.sampled(sampleAuthFailure, "encryption handshake failed", zap.String("client_id", c.id))
+			c.closeAfter(errorFrame(protocol.ErrMsgHandshakeFailed, ""), DisconnectEncryptionRequired, false)
 			return
 		}
 	}
@@ -223,8 +242,8 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	case indexGone:
 		return
 	case indexUserFull:
-		c.sendError(protocol.ErrMsgTooManyConnections)
-		c.close(protocol.ClosePolicyViolation, protocol.ReasonTooManyConnections, false)
+		h.sampled(sampleAuthFailure, "client refused: too many connections for user", zap.String("client_id", c.id), zap.String("user_id", res.UserID))
+		c.closeAfter(errorFrame(protocol.ErrMsgTooManyConnections, ""), DisconnectTooManyConns, false)
 		return
 	}
 	h.awaitRoutes(ctx, c, res.UserID)
@@ -254,6 +273,8 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		c.pending = false
 		h.pending.Add(-1)
 	}
+	c.expiresAt = res.ExpiresAt
+	c.armSessionLocked()
 	c.queue = append(c.queue, frame{kind: frameText, size: len(connected), data: connected})
 	c.queued += len(connected)
 	start := c.startWriterLocked()
@@ -351,7 +372,9 @@ func ConnectedFrame(clientID, userID string, at time.Time, hs *HandshakeResult) 
 	return b
 }
 
-func errorFrame(msg string) []byte {
-	b, _ := json.Marshal(protocol.OutMessage{Event: protocol.EventError, Data: protocol.ErrorData{Message: msg}})
+// errorFrame encodes {"event":"error","data":{"message":msg}}, with the id
+// of the frame it answers when there is one.
+func errorFrame(msg, id string) []byte {
+	b, _ := json.Marshal(protocol.OutMessage{Event: protocol.EventError, Data: protocol.ErrorData{Message: msg}, ID: id})
 	return b
 }

@@ -21,7 +21,8 @@ func validRoomName(name string) bool {
 		!strings.HasPrefix(name, protocol.InternalPrefix)
 }
 
-// decodeRooms reads {"rooms":[string…]} strictly.
+// decodeRooms reads {"rooms":[string…]} strictly: every element must be a
+// JSON string (encoding/json would turn null into "").
 func decodeRooms(data json.RawMessage) ([]string, bool) {
 	if len(data) == 0 {
 		return nil, false
@@ -32,140 +33,192 @@ func decodeRooms(data json.RawMessage) ([]string, bool) {
 	if err := json.Unmarshal(data, &body); err != nil || len(body.Rooms) == 0 || body.Rooms[0] != '[' {
 		return nil, false
 	}
-	var rooms []string
-	if err := json.Unmarshal(body.Rooms, &rooms); err != nil {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(body.Rooms, &elems); err != nil {
 		return nil, false
+	}
+	rooms := make([]string, len(elems))
+	for i, e := range elems {
+		if len(e) == 0 || e[0] != '"' || json.Unmarshal(e, &rooms[i]) != nil {
+			return nil, false
+		}
 	}
 	return rooms, true
 }
 
-// sanitiseRooms keeps the valid names, once each, in request order.
-func sanitiseRooms(rooms []string) []string {
-	out := rooms[:0:0]
+// sanitiseRooms keeps the valid names, once each, in request order, and
+// lists the invalid ones as refused.
+func sanitiseRooms(rooms []string) (valid []string, refused []protocol.RefusedRoom) {
+	valid = rooms[:0:0]
 	seen := make(map[string]struct{}, len(rooms))
 	for _, r := range rooms {
-		if !validRoomName(r) {
-			continue
-		}
 		if _, dup := seen[r]; dup {
 			continue
 		}
 		seen[r] = struct{}{}
-		out = append(out, r)
+		if !validRoomName(r) {
+			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedInvalidName})
+			continue
+		}
+		valid = append(valid, r)
 	}
-	return out
+	return valid, refused
 }
 
 // requestedRooms reads the rooms of a join or leave request, answering the
-// client itself when the request is malformed or too large.
-func (h *Helper) requestedRooms(c *client, data json.RawMessage) ([]string, bool) {
-	requested, ok := decodeRooms(data)
+// client itself (with the request's id) when the request is malformed or
+// too large.
+func (h *Helper) requestedRooms(c *client, msg protocol.Message) (valid []string, refused []protocol.RefusedRoom, ok bool) {
+	requested, ok := decodeRooms(msg.Data)
 	if !ok {
-		c.sendError(protocol.ErrMsgInvalidFormat)
-		return nil, false
+		c.sendError(protocol.ErrMsgInvalidFormat, msg.ID)
+		return nil, nil, false
 	}
 	if len(requested) > h.cfg.MaxRoomsPerRequest {
-		c.sendError(protocol.ErrMsgTooManyRooms)
-		return nil, false
+		c.sendError(protocol.ErrMsgTooManyRooms, msg.ID)
+		return nil, nil, false
 	}
-	return sanitiseRooms(requested), true
+	valid, refused = sanitiseRooms(requested)
+	return valid, refused, true
 }
 
-func (h *Helper) handleJoin(c *client, userID string, data json.RawMessage) {
-	rooms, ok := h.requestedRooms(c, data)
-	if !ok || len(rooms) == 0 {
+// refuseAll lists rooms as refused for reason.
+func refuseAll(refused []protocol.RefusedRoom, rooms []string, reason string) []protocol.RefusedRoom {
+	for _, r := range rooms {
+		refused = append(refused, protocol.RefusedRoom{Room: r, Reason: reason})
+	}
+	return refused
+}
+
+// handleJoin answers a join request. With an id it is acknowledged once the
+// joined rooms are live fleet-wide; without one, only "Too many rooms" is
+// reported, as in Ignis.
+func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
+	rooms, refused, ok := h.requestedRooms(c, msg)
+	if !ok {
+		return
+	}
+	ack := func(joined []string, refused []protocol.RefusedRoom) {
+		if msg.ID != "" {
+			c.sendSystem(ackFrame(msg.ID, protocol.AckData{Event: protocol.EventJoin, Rooms: joined, Refused: refused}))
+		}
+	}
+	if len(rooms) == 0 {
+		ack(nil, refused)
 		return
 	}
 	if h.opts.ValidateRoom == nil {
 		// Secure by default: without a validator nobody joins anything.
 		h.logDebug("join refused: no validate-room handler", c.id, nil)
+		ack(nil, refuseAll(refused, rooms, protocol.RefusedNotAllowed))
 		return
 	}
 	var allowed []string
-	req := ValidateRoomRequest{ClientID: c.id, UserID: userID, Rooms: append([]string(nil), rooms...)}
+	req := ValidateRoomRequest{ClientID: c.id, UserID: userID, Metadata: c.info().Metadata, Rooms: append([]string(nil), rooms...)}
 	err := h.callback("validate room", c.id, func() error {
 		var err error
 		allowed, err = h.opts.ValidateRoom(c.ctx, req)
 		return err
 	})
-	if err != nil || len(allowed) == 0 {
+	if err != nil {
+		c.answerError(err, msg.ID)
 		return
 	}
 	// Only what was asked for (and survived sanitising) may be joined,
 	// whatever the validator returned.
-	asked := make(map[string]struct{}, len(rooms))
-	for _, r := range rooms {
-		asked[r] = struct{}{}
-	}
-	final := allowed[:0:0]
+	permitted := make(map[string]bool, len(allowed))
 	for _, r := range allowed {
-		if _, ok := asked[r]; ok {
+		permitted[r] = true
+	}
+	var final []string
+	for _, r := range rooms {
+		if permitted[r] {
 			final = append(final, r)
-			delete(asked, r)
+		} else {
+			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotAllowed})
 		}
 	}
-	_, full := h.joinRooms(c, final, true)
-	if h.interest != nil && h.subscribed.Load() {
-		// Let the join take effect fleet-wide before the next frame of
-		// this client is read.
-		chans := make([]string, len(final))
-		for i, r := range final {
+	joined, more, full := h.joinRooms(c, final, true)
+	refused = append(refused, more...)
+	if len(joined) > 0 && h.interest != nil && h.subscribed.Load() {
+		// Let the join take effect fleet-wide before it is acknowledged
+		// and before the next frame of this client is read.
+		chans := make([]string, len(joined))
+		for i, r := range joined {
 			chans[i] = protocol.ChannelRoom(r)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
 		h.interest.await(ctx, chans)
 		cancel()
 	}
-	if full {
-		c.sendError(protocol.ErrMsgTooManyRooms)
+	if msg.ID != "" {
+		ack(joined, refused)
+	} else if full {
+		c.sendError(protocol.ErrMsgTooManyRooms, "")
 	}
 }
 
-func (h *Helper) handleLeave(c *client, data json.RawMessage) {
-	if rooms, ok := h.requestedRooms(c, data); ok {
-		h.leaveRooms(c, rooms)
+// handleLeave answers a leave request; with an id it is acknowledged with
+// the rooms the client left and those it could not (not a member, its own
+// id, invalid names).
+func (h *Helper) handleLeave(c *client, msg protocol.Message) {
+	rooms, refused, ok := h.requestedRooms(c, msg)
+	if !ok {
+		return
+	}
+	left, more := h.leaveRooms(c, rooms)
+	if msg.ID != "" {
+		c.sendSystem(ackFrame(msg.ID, protocol.AckData{Event: protocol.EventLeave, Rooms: left, Refused: append(refused, more...)}))
 	}
 }
 
 // joinRooms adds c to rooms, stopping at MaxRoomsPerClient. byClient
 // refuses names that are another local client's id, so a client cannot
-// receive what is addressed to someone else's own-id room.
-func (h *Helper) joinRooms(c *client, rooms []string, byClient bool) (joined int, full bool) {
+// receive what is addressed to someone else's own-id room. Rooms c is in
+// already count as joined.
+func (h *Helper) joinRooms(c *client, rooms []string, byClient bool) (joined []string, refused []protocol.RefusedRoom, full bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.removed {
-		return 0, false
+		return nil, nil, false
 	}
-	for _, r := range rooms {
+	for i, r := range rooms {
 		if _, in := c.rooms[r]; in {
+			joined = append(joined, r)
 			continue
 		}
 		if byClient {
 			if _, isClient := h.clients[r]; isClient && r != c.id {
+				refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotAllowed})
 				continue
 			}
 		}
 		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
-			return joined, true
+			return joined, refuseAll(refused, rooms[i:], protocol.RefusedTooManyRooms), true
 		}
 		h.addToRoomLocked(c, r)
-		joined++
+		joined = append(joined, r)
 	}
-	return joined, false
+	return joined, refused, false
 }
 
 // leaveRooms removes c from the rooms it is in; its own-id room stays.
-func (h *Helper) leaveRooms(c *client, rooms []string) {
+func (h *Helper) leaveRooms(c *client, rooms []string) (left []string, refused []protocol.RefusedRoom) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range rooms {
 		if r == c.id {
+			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotAllowed})
 			continue
 		}
-		if _, in := c.rooms[r]; in {
-			h.removeFromRoomLocked(c, r)
+		if _, in := c.rooms[r]; !in {
+			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotMember})
+			continue
 		}
+		h.removeFromRoomLocked(c, r)
+		left = append(left, r)
 	}
+	return left, refused
 }
 
 func (h *Helper) addToRoomLocked(c *client, room string) {
@@ -212,7 +265,7 @@ func (h *Helper) JoinRoom(clientID string, rooms ...string) error {
 			return fmt.Errorf("%w: %q", ErrInvalidRoom, r)
 		}
 	}
-	if _, full := h.joinRooms(c, rooms, false); full {
+	if _, _, full := h.joinRooms(c, rooms, false); full {
 		return ErrTooManyRooms
 	}
 	return nil

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"encoding/json"
+	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +20,9 @@ type counters struct {
 	redisOutages, redisResubscribes               atomic.Uint64
 	callbackErrors, callbackPanics                atomic.Uint64
 	rateLimited, refusedPending                   atomic.Uint64
+	controlReceived, controlMalformed             atomic.Uint64
+	sessionsExpired, refreshes, refreshFailures   atomic.Uint64
+	logSuppressed                                 atomic.Uint64
 	redisDowntime, redisLastGap                   atomic.Int64
 }
 
@@ -24,48 +30,59 @@ type counters struct {
 // since New.
 type Stats struct {
 	// Connections by state right now.
-	Connections    int
-	Unauthorized   int
-	Authenticating int
-	Handshaking    int
-	Authenticated  int
-	Encrypted      int
-	Backpressured  int
+	Connections    int `json:"connections"`
+	Unauthorized   int `json:"unauthorized"`
+	Authenticating int `json:"authenticating"`
+	Handshaking    int `json:"handshaking"`
+	Authenticated  int `json:"authenticated"`
+	Encrypted      int `json:"encrypted"`
+	Backpressured  int `json:"backpressured"`
 	// Users and Rooms with at least one local client right now.
-	Users int
-	Rooms int
+	Users int `json:"users"`
+	Rooms int `json:"rooms"`
 
-	Accepted          uint64 // connections upgraded
-	Closed            uint64 // connections ended
-	AuthSuccesses     uint64
-	AuthFailures      uint64 // rejected or failed authenticate calls
-	AuthTimeouts      uint64 // 4001 closes after authenticate was sent
-	HandshakeFailures uint64
-	HeartbeatTimeouts uint64
+	Accepted          uint64 `json:"accepted"` // connections upgraded
+	Closed            uint64 `json:"closed"`   // connections ended
+	AuthSuccesses     uint64 `json:"authSuccesses"`
+	AuthFailures      uint64 `json:"authFailures"` // rejected or failed authenticate calls
+	AuthTimeouts      uint64 `json:"authTimeouts"` // 4001 closes after authenticate was sent
+	HandshakeFailures uint64 `json:"handshakeFailures"`
+	HeartbeatTimeouts uint64 `json:"heartbeatTimeouts"`
 
-	MessagesIn         uint64 // frames read from clients
-	MessagesOut        uint64 // frames queued for clients
-	MessagesDropped    uint64 // frames not delivered: backpressure, transformer errors, closing
-	BackpressureEvents uint64 // times a client went over BackpressureLimit
+	MessagesIn         uint64 `json:"messagesIn"`         // frames read from clients
+	MessagesOut        uint64 `json:"messagesOut"`        // frames queued for clients
+	MessagesDropped    uint64 `json:"messagesDropped"`    // frames not delivered: backpressure, transformer errors, closing
+	BackpressureEvents uint64 `json:"backpressureEvents"` // times a client went over BackpressureLimit
 
-	RedisPublished     uint64
-	RedisPublishErrors uint64
-	RedisReceived      uint64
-	RedisMalformed     uint64
-	RedisOutages       uint64 // times the subscription was lost
-	RedisResubscribes  uint64 // times it came back
+	RedisPublished     uint64 `json:"redisPublished"`
+	RedisPublishErrors uint64 `json:"redisPublishErrors"`
+	RedisReceived      uint64 `json:"redisReceived"`
+	RedisMalformed     uint64 `json:"redisMalformed"`
+	RedisOutages       uint64 `json:"redisOutages"`      // times the subscription was lost
+	RedisResubscribes  uint64 `json:"redisResubscribes"` // times it came back
 	// RedisSubscribed tells whether the subscription is live right now.
-	RedisSubscribed bool
+	RedisSubscribed bool `json:"redisSubscribed"`
 	// RedisDowntime adds up the time the subscription was down (finished
 	// outages only); RedisLastGap is the length of the last one.
-	RedisDowntime time.Duration
-	RedisLastGap  time.Duration
+	RedisDowntime time.Duration `json:"redisDowntimeMs"`
+	RedisLastGap  time.Duration `json:"redisLastGapMs"`
 
-	RateLimited     uint64 // clients closed for sending too fast
-	RefusedUpgrades uint64 // upgrades refused over MaxPendingConnections
+	RateLimited     uint64 `json:"rateLimited"`     // clients closed for sending too fast
+	RefusedUpgrades uint64 `json:"refusedUpgrades"` // upgrades refused over MaxPendingConnections
 
-	CallbackErrors uint64
-	CallbackPanics uint64
+	CallbackErrors uint64 `json:"callbackErrors"`
+	CallbackPanics uint64 `json:"callbackPanics"`
+
+	// ControlReceived counts control messages (fleet-wide disconnects) from
+	// other instances and emitters; ControlMalformed the ones dropped.
+	ControlReceived  uint64 `json:"controlReceived"`
+	ControlMalformed uint64 `json:"controlMalformed"`
+	SessionsExpired  uint64 `json:"sessionsExpired"` // 4006 closes at AuthResult.ExpiresAt
+	Refreshes        uint64 `json:"refreshes"`       // successful "refresh" requests
+	RefreshFailures  uint64 `json:"refreshFailures"` // refused or failed "refresh" requests
+	// LogLinesSuppressed counts log lines left out by sampling (each
+	// interval's summary line says how many of which kind).
+	LogLinesSuppressed uint64 `json:"logLinesSuppressed"`
 }
 
 // Stats returns a snapshot. It takes every client's lock briefly, so call it
@@ -96,6 +113,12 @@ func (h *Helper) Stats() Stats {
 		RefusedUpgrades:    h.stats.refusedPending.Load(),
 		CallbackErrors:     h.stats.callbackErrors.Load(),
 		CallbackPanics:     h.stats.callbackPanics.Load(),
+		ControlReceived:    h.stats.controlReceived.Load(),
+		ControlMalformed:   h.stats.controlMalformed.Load(),
+		SessionsExpired:    h.stats.sessionsExpired.Load(),
+		Refreshes:          h.stats.refreshes.Load(),
+		RefreshFailures:    h.stats.refreshFailures.Load(),
+		LogLinesSuppressed: h.stats.logSuppressed.Load(),
 	}
 	h.mu.RLock()
 	s.Users = len(h.users)
@@ -123,4 +146,52 @@ func (h *Helper) Stats() Stats {
 		c.mu.Unlock()
 	}
 	return s
+}
+
+// statsJSON is Stats with every time.Duration field an int64 of
+// milliseconds under the same tag, built by reflection so that a duration
+// added to Stats is written in milliseconds too (its key ends in "Ms").
+var statsJSON = sync.OnceValue(func() reflect.Type {
+	t := reflect.TypeFor[Stats]()
+	fields := make([]reflect.StructField, t.NumField())
+	for i := range fields {
+		f := t.Field(i)
+		if f.Type == durationType {
+			f.Type = reflect.TypeFor[int64]()
+		}
+		fields[i] = reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag}
+	}
+	return reflect.StructOf(fields)
+})
+
+// MarshalJSON writes s with camelCase keys and its durations as integer
+// milliseconds ("redisDowntimeMs"), for dashboards and Ignis-style tools.
+func (s Stats) MarshalJSON() ([]byte, error) {
+	src := reflect.ValueOf(s)
+	dst := reflect.New(statsJSON()).Elem()
+	for i := range src.NumField() {
+		if f := src.Field(i); f.Type() == durationType {
+			dst.Field(i).SetInt(time.Duration(f.Int()).Milliseconds())
+		} else {
+			dst.Field(i).Set(f)
+		}
+	}
+	return json.Marshal(dst.Interface())
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Stats) UnmarshalJSON(b []byte) error {
+	src := reflect.New(statsJSON())
+	if err := json.Unmarshal(b, src.Interface()); err != nil {
+		return err
+	}
+	dst := reflect.ValueOf(s).Elem()
+	for i := range dst.NumField() {
+		if f := src.Elem().Field(i); dst.Field(i).Type() == durationType {
+			dst.Field(i).SetInt(int64(time.Duration(f.Int()) * time.Millisecond))
+		} else {
+			dst.Field(i).Set(f)
+		}
+	}
+	return nil
 }

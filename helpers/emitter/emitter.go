@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -135,6 +136,45 @@ func (e *Emitter) Broadcast(ctx context.Context, event string, data any, exclude
 	return e.publish(ctx, protocol.TypeBroadcast, "", event, data, exclude)
 }
 
+// DisconnectUser closes every session of a user on every server that runs
+// this component (SPEC §9.2: a control message on ws:control; Ignis servers
+// ignore it). d.Code must be 4000–4999; the zero Disconnect means 4005
+// "Disconnected". A nil error means Redis took the message.
+func (e *Emitter) DisconnectUser(ctx context.Context, userID string, d protocol.Disconnect) error {
+	if userID == "" {
+		return fmt.Errorf("%w: user id", ErrEmptyTarget)
+	}
+	return e.control(ctx, protocol.Control{Type: protocol.ControlDisconnect, User: userID}, d)
+}
+
+// DisconnectClient closes one connection, by its client id, on whichever
+// server holds it. See DisconnectUser.
+func (e *Emitter) DisconnectClient(ctx context.Context, clientID string, d protocol.Disconnect) error {
+	if clientID == "" {
+		return fmt.Errorf("%w: client id", ErrEmptyTarget)
+	}
+	return e.control(ctx, protocol.Control{Type: protocol.ControlDisconnect, Client: clientID}, d)
+}
+
+// ErrInvalidDisconnect means a Disconnect's code is outside 4000–4999 or
+// its reason does not fit a close frame (123 bytes).
+var ErrInvalidDisconnect = errors.New("emitter: invalid disconnect")
+
+func (e *Emitter) control(ctx context.Context, m protocol.Control, d protocol.Disconnect) error {
+	if d == (protocol.Disconnect{}) {
+		d = protocol.Disconnect{Code: protocol.CloseDisconnected, Reason: protocol.ReasonDisconnected}
+	}
+	if d.Code < 4000 || d.Code > 4999 || len(d.Reason) > 123 || !utf8.ValidString(d.Reason) {
+		return fmt.Errorf("%w: code %d, reason of %d bytes", ErrInvalidDisconnect, d.Code, len(d.Reason))
+	}
+	m.ServerID, m.Code, m.Reason = protocol.EmitterServerID, d.Code, d.Reason
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("emitter: encode control message: %w", err)
+	}
+	return e.publishPayload(ctx, protocol.ChannelControl, payload, protocol.ControlDisconnect)
+}
+
 // publish encodes one envelope and publishes it on its channel.
 func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
 	if event == "" {
@@ -156,12 +196,17 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 		return fmt.Errorf("emitter: encode envelope of %q: %w", event, err)
 	}
 
+	return e.publishPayload(ctx, protocol.ChannelFor(typ, target), payload, event)
+}
+
+// publishPayload publishes payload on channel; event names it in errors
+// and logs.
+func (e *Emitter) publishPayload(ctx context.Context, channel string, payload []byte, event string) error {
 	if !e.enter() {
 		return ErrClosed
 	}
 	defer e.inflight.Done()
 
-	channel := protocol.ChannelFor(typ, target)
 	var cmd *redis.IntCmd
 	if e.sharded {
 		cmd = e.rdb.SPublish(ctx, channel, payload)

@@ -228,7 +228,6 @@ const (
 	ReasonTooManyConnections = "Too many connections"
 	ReasonDisconnected       = "Disconnected"
 	ReasonSessionExpired     = "Session expired"
-	ReasonMessageTooBig      = "Message too big"
 )
 
 // Error messages sent to the client in {"event":"error","data":{"message":…}}.

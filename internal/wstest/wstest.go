@@ -71,6 +71,32 @@ func (c *Client) Send(event string, data any) {
 	c.SendRaw(string(b))
 }
 
+// SendID writes {"event":event,"data":data,"id":id}; nil data is left out.
+func (c *Client) SendID(event, id string, data any) {
+	c.T.Helper()
+	m := map[string]any{"event": event, "id": id}
+	if data != nil {
+		m["data"] = data
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	c.SendRaw(string(b))
+}
+
+// ExpectErrorID reads the next frame and checks it is an error with msg
+// answering the request id.
+func (c *Client) ExpectErrorID(msg, id string) {
+	c.T.Helper()
+	f := c.Expect(protocol.EventError)
+	var d protocol.ErrorData
+	_ = json.Unmarshal(f.Data, &d)
+	if d.Message != msg || f.ID != id {
+		c.T.Fatalf("error %q with id %q, want %q with id %q", d.Message, f.ID, msg, id)
+	}
+}
+
 // Next reads one frame.
 func (c *Client) Next() Frame {
 	c.T.Helper()
