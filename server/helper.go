@@ -58,12 +58,16 @@ type Helper struct {
 	users   map[string]map[string]*client
 	rooms   map[string]map[string]*client
 
-	stats counters
+	stats   counters
+	samples sampler // log sampling of client-caused events
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
 // the network; Configure does.
 func New(opts Options) (*Helper, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.Redis == nil {
 		return nil, ErrNoRedis
 	}
@@ -100,6 +104,7 @@ func New(opts Options) (*Helper, error) {
 		clients:  make(map[string]*client),
 		users:    make(map[string]map[string]*client),
 		rooms:    make(map[string]map[string]*client),
+		samples:  sampler{burst: cfg.LogSampleBurst},
 	}
 	// Every context given to a callback carries the Helper, so a handler
 	// need not depend on it (which fx would call a cycle).
@@ -117,7 +122,7 @@ func New(opts Options) (*Helper, error) {
 		WriteBufferSize:   writeBufferSize,
 		WriteBufferPool:   writeBufferPool,
 		EnableCompression: cfg.PerMessageDeflate,
-		CheckOrigin:       originPolicy(cfg),
+		CheckOrigin:       h.checkOrigin(originPolicy(cfg)),
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, http.StatusText(status), status)
 		},
@@ -157,6 +162,18 @@ func originPolicy(cfg Config) func(*http.Request) bool {
 	}
 }
 
+// checkOrigin wraps the origin policy so that refusals are logged (sampled).
+func (h *Helper) checkOrigin(policy func(*http.Request) bool) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		if policy(r) {
+			return true
+		}
+		h.sampled(sampleOrigin, "upgrade refused: origin not allowed",
+			zap.String("origin", r.Header.Get("Origin")), zap.String("remote_addr", r.RemoteAddr))
+		return false
+	}
+}
+
 type helperKey struct{}
 
 // FromContext returns the Helper that called a callback with ctx (every
@@ -191,6 +208,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 			return err
 		}
 		h.configured = true
+		// ws:control is placed on its slot's master like any wanted
+		// channel (interest and pattern mode subscribe it with the base).
+		h.interest.set(protocol.ChannelControl, true)
 		h.shards.start()
 	} else {
 		ps, err := h.subscribe(ctx)
@@ -304,7 +324,7 @@ func (h *Helper) drain(ctx context.Context) {
 			t.Stop()
 		}
 		for _, c := range clients[i:min(i+per, len(clients))] {
-			c.close(protocol.CloseGoingAway, protocol.ReasonShutdown, false)
+			c.close(DisconnectShutdown, false)
 		}
 	}
 }
@@ -353,7 +373,8 @@ func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
 
 	c.mu.Lock()
 	c.authTimer = time.AfterFunc(h.cfg.AuthTimeout, func() {
-		c.close(protocol.CloseAuthTimeout, protocol.ReasonAuthTimeout, false)
+		h.sampled(sampleAuthTimeout, "client closed: authentication timeout", zap.String("client_id", c.id))
+		c.close(DisconnectAuthTimeout, false)
 	})
 	c.mu.Unlock()
 
@@ -393,7 +414,7 @@ func (h *Helper) readLoop(c *client) {
 			if code == websocket.CloseNoStatusReceived {
 				code = websocket.CloseNormalClosure
 			}
-			c.close(code, "", true)
+			c.close(Disconnect{Code: code}, true)
 			c.waitCloseSent(closeEchoWait)
 			return nil
 		})
@@ -408,12 +429,13 @@ func (h *Helper) readLoop(c *client) {
 			continue
 		}
 		if tooBig {
-			c.close(websocket.CloseMessageTooBig, "", true)
+			h.sampled(sampleOversize, "client closed: frame over MaxPayloadLength", zap.String("client_id", c.id))
+			c.close(DisconnectTooBig, true)
 			continue
 		}
 		if mt == websocket.TextMessage && !utf8.Valid(data) {
 			// RFC 6455 §8.1: a text frame must be UTF-8.
-			c.close(protocol.CloseInvalidPayload, protocol.ReasonInvalidUTF8, false)
+			c.close(DisconnectInvalidUTF8, false)
 			continue
 		}
 		now := time.Now()
@@ -422,8 +444,8 @@ func (h *Helper) readLoop(c *client) {
 		h.stats.in.Add(1)
 		if h.cfg.MessageRate > 0 && !c.allow(now, h.cfg.MessageRate, h.cfg.MessageBurst) {
 			h.stats.rateLimited.Add(1)
-			c.sendError(protocol.ErrMsgRateLimited)
-			c.close(protocol.ClosePolicyViolation, protocol.ReasonRateLimited, false)
+			h.sampled(sampleRateLimit, "client closed: rate limit exceeded", zap.String("client_id", c.id))
+			c.closeAfter(errorFrame(protocol.ErrMsgRateLimited, ""), DisconnectRateLimited, false)
 			continue
 		}
 		h.handleFrame(c, data)
@@ -449,10 +471,7 @@ func (h *Helper) finish(c *client) {
 	}
 	wasAuthenticated := c.state == protocol.StateAuthenticated
 	c.state = protocol.StateDisconnected
-	if c.authTimer != nil {
-		c.authTimer.Stop()
-		c.authTimer = nil
-	}
+	c.stopTimersLocked()
 	cancelAuth := c.authCancel
 	c.authCancel = nil
 	userID := c.userID
@@ -515,7 +534,7 @@ func (h *Helper) callback(name, clientID string, f func() error) (err error) {
 		if p := recover(); p != nil {
 			h.stats.callbackPanics.Add(1)
 			err = fmt.Errorf("server: %s callback panicked: %v", name, p)
-			h.log.Error("callback panicked", zap.String("callback", name),
+			h.sampledAt(zap.ErrorLevel, sampleHandlerError, "callback panicked", zap.String("callback", name),
 				zap.String("client_id", clientID), zap.Any("panic", p))
 		}
 	}()
@@ -523,13 +542,15 @@ func (h *Helper) callback(name, clientID string, f func() error) (err error) {
 	if err != nil {
 		h.stats.callbackErrors.Add(1)
 		// Failures a client can cause at will (bad keys, tampered frames)
-		// are logged at debug level so that a client cannot flood the log.
-		level := zap.WarnLevel
-		if clientCaused[name] {
-			level = zap.DebugLevel
-		}
-		if ce := h.log.Check(level, "callback failed"); ce != nil {
-			ce.Write(zap.String("callback", name), zap.String("client_id", clientID), zap.Error(err))
+		// are logged at debug level; the others are sampled, so that a
+		// client sending a failing event in a loop cannot flood the log.
+		if clientCaused[name] || isClientError(err) {
+			if ce := h.log.Check(zap.DebugLevel, "callback failed"); ce != nil {
+				ce.Write(zap.String("callback", name), zap.String("client_id", clientID), zap.Error(err))
+			}
+		} else {
+			h.sampledAt(zap.WarnLevel, sampleHandlerError, "callback failed",
+				zap.String("callback", name), zap.String("client_id", clientID), zap.Error(err))
 		}
 	}
 	return err
@@ -562,6 +583,8 @@ func (h *Helper) sweepLoop() {
 	defer hb.Stop()
 	retire := time.NewTicker(writerIdle)
 	defer retire.Stop()
+	samples := time.NewTicker(h.cfg.LogSampleInterval)
+	defer samples.Stop()
 	var pingC <-chan time.Time
 	if *h.cfg.SendPings {
 		pt := time.NewTicker(h.cfg.IdleTimeout / 2)
@@ -574,6 +597,8 @@ func (h *Helper) sweepLoop() {
 			return
 		case <-hb.C:
 			h.sweepHeartbeats(time.Now())
+		case <-samples.C:
+			h.flushSamples(h.cfg.LogSampleInterval)
 		case <-retire.C:
 			for _, c := range h.allClients() {
 				c.retireIfIdle()
@@ -592,7 +617,7 @@ func (h *Helper) sweepHeartbeats(now time.Time) {
 		st, _ := c.getState()
 		if st == protocol.StateAuthenticated && c.lastActivity.Load() < limit {
 			h.stats.heartbeatTimeouts.Add(1)
-			c.close(protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout, false)
+			c.close(DisconnectHeartbeatTimeout, false)
 		}
 	}
 }

@@ -37,9 +37,9 @@ var subPatterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPa
 // the subscription is live.
 func (h *Helper) baseSubscriptions() (channels, patterns []string) {
 	if h.cfg.RedisRouting == RoutingPattern {
-		return []string{protocol.ChannelBroadcast}, subPatterns
+		return []string{protocol.ChannelBroadcast, protocol.ChannelControl}, subPatterns
 	}
-	return []string{protocol.ChannelBroadcast}, nil
+	return []string{protocol.ChannelBroadcast, protocol.ChannelControl}, nil
 }
 
 // receiveTimeout is how long the receive loop waits for a message before it
@@ -92,7 +92,7 @@ func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 				delete(pending, m.Channel)
 			}
 		case *redis.Message:
-			h.handleEnvelope(m.Payload)
+			h.handleRedisMessage(m.Channel, m.Payload)
 		}
 	}
 	h.subscribed.Store(true)
@@ -156,7 +156,7 @@ func (h *Helper) receiveLoop(ps *redis.PubSub) {
 				}
 			}
 		case *redis.Message:
-			h.handleEnvelope(m.Payload)
+			h.handleRedisMessage(m.Channel, m.Payload)
 		}
 	}
 }
@@ -333,6 +333,15 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// handleRedisMessage dispatches one message from a subscription.
+func (h *Helper) handleRedisMessage(channel, payload string) {
+	if channel == protocol.ChannelControl {
+		h.handleControl([]byte(payload))
+		return
+	}
+	h.handleEnvelope(payload)
+}
+
 // handleEnvelope delivers a message published by another instance or an
 // emitter. Anything malformed is counted, logged and dropped.
 func (h *Helper) handleEnvelope(payload string) {
@@ -392,12 +401,10 @@ func parseEnvelope(b []byte) (protocol.Envelope, error) {
 	return env, nil
 }
 
-// publish sends m on Redis for the other instances. Failures are counted,
-// logged and returned (with AsyncPublish: counted and logged).
-func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target string, m *message, exclude []string) error {
-	if !h.isConfigured() {
-		return ErrNotConfigured
-	}
+// publish sends m on Redis for the other instances; local is how many
+// local clients the caller delivered it to. Failures are counted, logged
+// and returned (with AsyncPublish: counted and logged).
+func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target string, m *message, exclude []string, local int) error {
 	env := protocol.Envelope{ServerID: h.serverID, Type: t, Target: target, Event: m.event, Data: m.data, Exclude: exclude}
 	if env.Data == nil {
 		env.Data = json.RawMessage("null")
@@ -406,19 +413,31 @@ func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target str
 	if err != nil {
 		return fmt.Errorf("server: encode envelope: %w", err)
 	}
+	return h.publishPayload(ctx, protocol.ChannelFor(t, target), b, string(t), local)
+}
+
+// publishPayload publishes payload on channel through the publisher. A
+// failure after the caller's local part is a *PublishError.
+func (h *Helper) publishPayload(ctx context.Context, channel string, payload []byte, kind string, local int) error {
+	if err := h.lifeErr(); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		return &PublishError{Local: local, Err: err, h: h, channel: channel, payload: payload, kind: kind}
+	}
 	if !h.subscribed.Load() {
 		// Redis is down (the outage was logged once): fail at once
 		// rather than queue behind go-redis' dial retries.
 		h.stats.publishErrors.Add(1)
-		return fmt.Errorf("server: publish %s message: %w", t, ErrNotReady)
+		return fail(ErrNotReady)
 	}
-	req := &publishReq{channel: protocol.ChannelFor(t, target), payload: b, kind: t}
+	req := &publishReq{channel: channel, payload: payload, kind: kind}
 	if !h.cfg.AsyncPublish {
 		req.done = make(chan error, 1)
 	}
 	if err := h.pub.enqueue(req, h.cfg.PublishQueue); err != nil {
 		h.stats.publishErrors.Add(1)
-		return err
+		return fail(err)
 	}
 	if req.done == nil {
 		return nil
@@ -426,19 +445,58 @@ func (h *Helper) publish(ctx context.Context, t protocol.MessageType, target str
 	select {
 	case err := <-req.done:
 		if err != nil {
-			return fmt.Errorf("server: publish %s message: %w", t, err)
+			return fail(err)
 		}
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		// The publish is queued and may still go out: not a PublishError,
+		// since retrying it could deliver twice.
+		return fmt.Errorf("server: publish %s message: gave up waiting for Redis (it may still be published): %w", kind, ctx.Err())
 	}
+}
+
+// PublishError is returned by Send, the Publish… methods and the fleet-wide
+// Disconnect… methods when the local part was done but Redis did not take
+// the message: the local clients have it, the other instances do not.
+// errors.Is(err, ErrNotReady) tells that the subscription was down.
+//
+// Do not retry by calling the same method again: local clients would get
+// the message twice. RetryPublish publishes the same message on Redis only.
+type PublishError struct {
+	// Local is how many local clients the message was delivered to (or,
+	// for a disconnect, how many were closed) before publishing failed.
+	Local int
+	// Err is why publishing failed: ErrNotReady, ErrPublishQueueFull,
+	// ErrClosed or the Redis error.
+	Err error
+
+	h       *Helper
+	channel string
+	payload []byte
+	kind    string
+}
+
+// Error says what was delivered and what was not.
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("server: %s message reached %d local client(s) but was not published on Redis "+
+		"(do not repeat the call; use RetryPublish): %v", e.kind, e.Local, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// RetryPublish publishes the same message on Redis again, without
+// delivering it locally a second time. It fails the same way while Redis
+// is still down.
+func (e *PublishError) RetryPublish(ctx context.Context) error {
+	return e.h.publishPayload(ctx, e.channel, e.payload, e.kind, e.Local)
 }
 
 // publishReq is one PUBLISH waiting for the publisher.
 type publishReq struct {
 	channel string
 	payload []byte
-	kind    protocol.MessageType
+	kind    string     // the envelope type, or "control", for logs
 	done    chan error // nil for asynchronous publishes
 }
 
@@ -556,7 +614,7 @@ func (h *Helper) finishPublish(r *publishReq, err error) {
 	if err != nil {
 		h.stats.publishErrors.Add(1)
 		if ce := h.log.Check(zap.WarnLevel, "redis publish failed"); ce != nil {
-			ce.Write(zap.String("type", string(r.kind)), zap.Error(err))
+			ce.Write(zap.String("type", r.kind), zap.Error(err))
 		}
 	} else {
 		h.stats.published.Add(1)
@@ -566,21 +624,30 @@ func (h *Helper) finishPublish(r *publishReq, err error) {
 	}
 }
 
-func (h *Helper) isConfigured() bool {
+// lifeErr is nil while the Helper is configured and not shut down.
+func (h *Helper) lifeErr() error {
 	h.lifeMu.Lock()
 	defer h.lifeMu.Unlock()
-	return h.configured && !h.shutdown
+	switch {
+	case h.shutdown:
+		return ErrClosed
+	case !h.configured:
+		return ErrNotConfigured
+	}
+	return nil
 }
 
-// ErrNotReady is returned by Health while the Redis subscription is down.
+// ErrNotReady is returned by Health while the Redis subscription is down,
+// and wrapped in the PublishError of a publish made meanwhile.
 var ErrNotReady = errors.New("server: redis subscription is down")
 
 // Health reports whether the Helper can serve the fleet: nil when it is
 // configured, not shut down and its Redis subscription is live. Local
-// delivery keeps working while it returns ErrNotReady.
+// delivery keeps working while it returns ErrNotReady. After Shutdown it
+// returns ErrClosed.
 func (h *Helper) Health(ctx context.Context) error {
-	if !h.isConfigured() {
-		return ErrNotConfigured
+	if err := h.lifeErr(); err != nil {
+		return err
 	}
 	if !h.subscribed.Load() {
 		return ErrNotReady

@@ -131,7 +131,7 @@ func (s *shards) trySubscribe(ctx context.Context, ch string) (string, *redis.Pu
 				return node.Options().Addr, ps, nil
 			}
 		case *redis.Message:
-			s.h.handleEnvelope(m.Payload)
+			s.h.handleRedisMessage(m.Channel, m.Payload)
 		}
 	}
 }
@@ -433,7 +433,7 @@ func (s *shards) nodeLoop(n *shardNode) {
 				if down {
 					s.nodeServing(n, true)
 				}
-				h.handleEnvelope(m.Payload)
+				h.handleRedisMessage(m.Channel, m.Payload)
 			}
 		}
 	}
