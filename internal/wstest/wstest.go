@@ -173,6 +173,21 @@ func (c *Client) ExpectClose(code int, reason string) {
 	}
 }
 
+// ExpectCloseNow checks that the very next thing read is the close with
+// code and reason: no frame comes before it.
+func (c *Client) ExpectCloseNow(code int, reason string) {
+	c.T.Helper()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(WaitTimeout))
+	_, b, err := c.Conn.ReadMessage()
+	if err == nil {
+		c.T.Fatalf("got frame %s, want close %d %q at once", b, code, reason)
+	}
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != code || ce.Text != reason {
+		c.T.Fatalf("read ended with %v, want close %d %q", err, code, reason)
+	}
+}
+
 // JSONEqual reports whether got and want are the same JSON value.
 func JSONEqual(got json.RawMessage, want string) bool {
 	var a, b any
