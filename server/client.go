@@ -100,21 +100,21 @@ type client struct {
 	sessionGen    uint64 // bumped whenever the timer is re-armed
 	expiryNoticed bool   // session-expiring was sent for expiresAt
 	refreshing    bool   // a refresh request is being decided
-	closing         bool
-	pending         bool // counted in Helper.pending until authenticated or gone
-	queue           []frame
-	spare           []frame // the writer's last batch, reused
-	queued          int
-	backpressured   bool
-	bpNotice        bool          // the client just went over the limit: log it once
-	writing         bool          // a writer goroutine exists (running or parked)
-	busy            bool          // someone is writing to the socket right now
-	parked          bool          // it waits on wake for frames
-	active          bool          // it wrote since the sweeper last looked
-	retire          bool          // the sweeper asked it to exit
-	writerDone      bool          // the close frame was written, or a write failed
-	closeSent       chan struct{} // closed once the close frame is out (or never will be)
-	finished        bool          // reading has ended
+	closing       bool
+	pending       bool // counted in Helper.pending until authenticated or gone
+	queue         []frame
+	spare         []frame // the writer's last batch, reused
+	queued        int
+	backpressured bool
+	bpNotice      bool          // the client just went over the limit: log it once
+	writing       bool          // a writer goroutine exists (running or parked)
+	busy          bool          // someone is writing to the socket right now
+	parked        bool          // it waits on wake for frames
+	active        bool          // it wrote since the sweeper last looked
+	retire        bool          // the sweeper asked it to exit
+	writerDone    bool          // the close frame was written, or a write failed
+	closeSent     chan struct{} // closed once the close frame is out (or never will be)
+	finished      bool          // reading has ended
 
 	// rooms and removed are guarded by h.mu, the index lock.
 	rooms   map[string]struct{}

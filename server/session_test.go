@@ -273,4 +273,3 @@ func summaries(logs *observer.ObservedLogs, kind string) int {
 	}
 	return n
 }
-
