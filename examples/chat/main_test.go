@@ -320,6 +320,7 @@ func TestPage(t *testing.T) {
 		{"/", "<!doctype html>"},
 		{"/app.js", "from '/ignis-ws-client.js'"},
 		{"/style.css", "#log"},
+		{"/favicon.svg", "<svg"},
 		{"/ignis-ws-client.js", "export class IgnisSocket"},
 	} {
 		status, header, body := h.doHeader(http.MethodGet, tt.path, "", nil)
@@ -329,6 +330,10 @@ func TestPage(t *testing.T) {
 		if csp := header.Get("Content-Security-Policy"); csp != pageSecurityPolicy {
 			t.Errorf("GET %s: Content-Security-Policy %q, want %q", tt.path, csp, pageSecurityPolicy)
 		}
+	}
+	// The browser's default /favicon.ico lands on the icon (redirect followed).
+	if status, body := h.do(http.MethodGet, "/favicon.ico", "", nil); status != http.StatusOK || !strings.Contains(string(body), "<svg") {
+		t.Errorf("GET /favicon.ico: status %d, body %.40q", status, body)
 	}
 	checkClientConfig(t, h, false)
 }

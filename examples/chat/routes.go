@@ -61,6 +61,12 @@ func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *se
 	e.FileFS("/", "index.html", page, pageHeaders)
 	e.FileFS("/app.js", "app.js", page, pageHeaders)
 	e.FileFS("/style.css", "style.css", page, pageHeaders)
+	e.FileFS("/favicon.svg", "favicon.svg", page, pageHeaders)
+	// Browsers ask for /favicon.ico whatever the page links; send them to
+	// the icon instead of a 404 in every log.
+	e.GET("/favicon.ico", func(c echo.Context) error {
+		return c.Redirect(http.StatusMovedPermanently, "/favicon.svg")
+	})
 	// The browser client the page imports. It is served in both modes: the
 	// page uses it for plaintext connections too.
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/"+encryption.ClientJSName,
