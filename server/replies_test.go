@@ -215,3 +215,30 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A reply to an encrypted client goes through the transformer and keeps
+// the request id outside the encrypted payload.
+func TestReplyToEncryptedClientKeepsTheID(t *testing.T) {
+	seen := newRecorder[string]()
+	ts := startServer(t, nil, server.Options{
+		Config:    server.Config{RequireEncryption: true},
+		Handshake: okHandshake,
+		OutboundTransformer: func(ctx context.Context, req server.OutboundRequest) (*server.OutboundResult, error) {
+			seen.Add(req.ID)
+			return wrapTransformer(ctx, req)
+		},
+		Message: func(ctx context.Context, ev server.MessageEvent) error {
+			return server.FromContext(ctx).Reply(ctx, ev, "pong", 7)
+		},
+	})
+	c := ts.dial(t)
+	c.auth("enc")
+	c.SendID("ping", "q1", nil)
+	f := c.Expect(protocol.EventEncrypted)
+	if f.ID != "q1" || !jsonEqual(f.Data, `{"e":"pong","d":7}`) {
+		t.Fatalf("encrypted reply %+v", f)
+	}
+	if id := seen.Wait(t); id != "q1" {
+		t.Fatalf("transformer saw id %q", id)
+	}
+}
