@@ -11,7 +11,13 @@ import (
 )
 
 // Config holds every tunable of the helper. A zero field takes the default
-// written in its comment, so a partial Config is always valid.
+// written in its comment, so a partial Config is always valid; New refuses
+// a negative or absurd value (Validate) instead of replacing it: every
+// number must be zero or positive and every duration zero or at least 1ms
+// (a bare 5000 is 5µs in Go), besides the bounds a field states. In JSON a
+// duration is integer milliseconds as in Ignis ({"authTimeout":5000}) or a
+// Go duration string ("5s"). An option that can be turned off accepts Off
+// ("off" or -1 in JSON) and says "Off:"; the others refuse it.
 type Config struct {
 	// Identifier names the helper in logs. Default "WEBSOCKET_SERVER".
 	Identifier string `json:"identifier,omitempty"`
@@ -40,21 +46,23 @@ type Config struct {
 	EncryptedBatchLimit int `json:"encryptedBatchLimit,omitempty"`
 
 	// MaxPayloadLength is the largest frame read from a client, in bytes;
-	// a larger one closes the connection with 1009. Default 128 KiB.
+	// a larger one closes the connection with 1009. Default 128 KiB;
+	// allowed 1 KiB to 1 GiB (each connection may hold one such frame).
 	MaxPayloadLength int64 `json:"maxPayloadLength,omitempty"`
 	// IdleTimeout closes a connection from which nothing (not even a pong)
 	// arrived for this long. Default 60s.
 	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
 	// SendPings sends protocol ping frames every IdleTimeout/2 so that
 	// intermediaries keep the connection and dead peers are found.
-	// nil means true; use server.Bool(false) to turn pings off.
+	// nil means true. Off: server.Bool(false), in JSON false (or "off").
 	SendPings *bool `json:"sendPings,omitempty"`
 	// PerMessageDeflate negotiates permessage-deflate with clients that offer
 	// it. Default false.
 	PerMessageDeflate bool `json:"perMessageDeflate,omitempty"`
 	// BackpressureLimit bounds the bytes queued for one client. Over it the
 	// message is dropped for that client (counted), or the connection is
-	// closed when CloseOnBackpressureLimit is set. Default 1 MiB.
+	// closed when CloseOnBackpressureLimit is set. Default 1 MiB; at least
+	// 1 KiB, below which nearly every message would be dropped.
 	BackpressureLimit int `json:"backpressureLimit,omitempty"`
 	// CloseOnBackpressureLimit closes a client over BackpressureLimit with
 	// 1008 instead of dropping messages. Default false.
@@ -73,7 +81,8 @@ type Config struct {
 	// Default 100.
 	MaxRoomsPerRequest int `json:"maxRoomsPerRequest,omitempty"`
 	// MaxRoomsPerClient caps the rooms one client is in, counting its own-id
-	// room and the default rooms. Default 1000.
+	// room and the default rooms. Default 1000; at least 1+len(DefaultRooms)
+	// so that the default rooms fit.
 	MaxRoomsPerClient int `json:"maxRoomsPerClient,omitempty"`
 
 	// RedisTimeout bounds how long Configure waits for the Redis
@@ -118,22 +127,24 @@ type Config struct {
 	// MessageRate is how many frames per second one client may send on
 	// average, and MessageBurst how many it may send at once. A client over
 	// the limit gets {"event":"error","data":{"message":"Rate limit
-	// exceeded"}} and is closed with 1008. Defaults 10000/s and 20000; a negative
-	// MessageRate turns the limit off.
+	// exceeded"}} and is closed with 1008. Defaults 10000/s and 20000.
+	// Off: MessageRate Off (exactly -1; "off" in JSON) turns the limit off;
+	// other negative values are refused.
 	MessageRate  float64 `json:"messageRate,omitempty"`
 	MessageBurst int     `json:"messageBurst,omitempty"`
 	// MaxPendingConnections caps the connections that have not finished
-	// authenticating; past it upgrades are refused with 503. Default 10000;
-	// negative means no cap.
+	// authenticating; past it upgrades are refused with 503. Default 10000.
+	// Off: Off (exactly -1; "off" in JSON) means no cap.
 	MaxPendingConnections int `json:"maxPendingConnections,omitempty"`
 	// MaxConnectionsPerUser caps the authenticated sessions of one user on
 	// this instance; one more is refused with "Too many connections" and
-	// closed with 1008. Default 0: no cap.
+	// closed with 1008. Default 0: no cap. Off: Off also means no cap.
 	MaxConnectionsPerUser int `json:"maxConnectionsPerUser,omitempty"`
 	// DrainWindow spreads the 1001 closes of Shutdown over this long, in
 	// DrainBatches equal batches, so that clients do not all reconnect to
 	// the other instances at the same instant. Default 0: all at once, as
-	// Ignis does. Shutdown's context still bounds the whole drain.
+	// Ignis does. Off: Off is the same as 0. Otherwise at least 1ms.
+	// Shutdown's context still bounds the whole drain.
 	DrainWindow time.Duration `json:"drainWindow,omitempty"`
 	// DrainBatches is the number of batches of a DrainWindow. Default 10.
 	DrainBatches int `json:"drainBatches,omitempty"`
