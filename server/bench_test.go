@@ -54,7 +54,7 @@ var benchPayload = json.RawMessage(`{"seq":12345,"t":1700000000000000000,"pad":"
 // answer pings) only ever reads what the benchmark sent, and the inbound
 // rate limit off so that a client may send as fast as the loop goes.
 func benchConfig() server.Config {
-	return server.Config{SendPings: server.Bool(false), MessageRate: -1}
+	return server.Config{SendPings: server.Bool(false), MessageRate: server.Off}
 }
 
 // benchWait bounds every wait for deliveries in a benchmark iteration.

@@ -53,7 +53,7 @@ func run(args []string) error {
 	pings := fs.Bool("pings", true, "send protocol pings (server.Config.SendPings)")
 	asyncPublish := fs.Bool("async-publish", false, "return from publishes once queued for Redis (server.Config.AsyncPublish)")
 	routing := fs.String("routing", "", "Redis routing: interest (default), pattern or sharded (server.Config.RedisRouting; sharded needs a cluster URL)")
-	messageRate := fs.Float64("message-rate", 0, "frames per second one client may send (server.Config.MessageRate): 0 the Helper's default, negative no limit")
+	messageRate := fs.Float64("message-rate", 0, "frames per second one client may send (server.Config.MessageRate): 0 the Helper's default, -1 (server.Off) no limit")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wsserver [flags]\n\nA server.Helper wired for load tests: token auth, echo, fan-out, POST /broadcast, GET /stats.\n\nFlags:")
 		fs.PrintDefaults()
