@@ -3,11 +3,9 @@ package server
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,45 +36,15 @@ type ClientInfo struct {
 	LastActivity    time.Time
 }
 
-type frameKind uint8
-
-const (
-	frameText    frameKind = iota // a text frame; data is the payload
-	frameShared                   // a text frame shared by a fan-out (msg)
-	framePending                  // a slot a transform worker fills
-	framePing
-	framePong // data is the payload of the ping it answers
-	frameClose
-	frameRaw // data is already framed (the rest of a partial direct write)
-)
-
-// frame is one item of a client's outbox.
-type frame struct {
-	kind    frameKind
-	size    int
-	data    []byte
-	msg     *message
-	pending *pendingFrame
-	code    int
-	reason  string
-}
-
-// pendingFrame is filled by a transform worker; data nil means "dropped".
-type pendingFrame struct {
-	done chan struct{}
-	data []byte
-}
-
-// client is one connection. Its reader goroutine reads; a writer goroutine,
-// started when frames are queued and gone when the queue is empty, writes;
-// everything else only enqueues.
+// client is one connection. Its reader goroutine reads; its outbox writes
+// (from whichever goroutine queues a frame, or from a writer goroutine
+// while the socket is full); everything else only queues.
 type client struct {
 	h           *Helper
 	id          string
 	conn        *websocket.Conn
-	netConn     net.Conn        // conn's socket, written directly on the raw path
-	rc          syscall.RawConn // netConn's descriptor, for direct writes (nil if not TCP)
-	raw         bool            // frames are framed here and written in batches
+	sock        socket // the outbox's transport
+	out         outbox
 	remoteAddr  string
 	req         *http.Request // the upgrade request, for AuthenticateRequest
 	connectedAt time.Time
@@ -100,29 +68,13 @@ type client struct {
 	sessionGen    uint64 // bumped whenever the timer is re-armed
 	expiryNoticed bool   // session-expiring was sent for expiresAt
 	refreshing    bool   // a refresh request is being decided
-	closing       bool
-	pending       bool // counted in Helper.pending until authenticated or gone
-	queue         []frame
-	spare         []frame // the writer's last batch, reused
-	queued        int
-	backpressured bool
-	bpNotice      bool          // the client just went over the limit: log it once
-	writing       bool          // a writer goroutine exists (running or parked)
-	busy          bool          // someone is writing to the socket right now
-	parked        bool          // it waits on wake for frames
-	active        bool          // it wrote since the sweeper last looked
-	retire        bool          // the sweeper asked it to exit
-	writerDone    bool          // the close frame was written, or a write failed
-	closeSent     chan struct{} // closed once the close frame is out (or never will be)
-	finished      bool          // reading has ended
+	closing       bool   // closed or closing: nothing more is accepted or sent
+	pending       bool   // counted in Helper.pending until authenticated or gone
 
 	// rooms and removed are guarded by h.mu, the index lock.
 	rooms   map[string]struct{}
 	removed bool
 	indexed bool // in the user index and wanting ws:client:{id}
-
-	done chan struct{} // closed when reading has ended
-	wake chan struct{} // wakes the parked writer
 
 	// The rate limiter's bucket; only the reader goroutine touches it.
 	tokens     float64
@@ -145,7 +97,7 @@ func (c *client) allow(now time.Time, rate float64, burst int) bool {
 	return true
 }
 
-func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *client {
+func newClient(h *Helper, id string, conn *websocket.Conn, sc *sockConn, r *http.Request) *client {
 	// Detached from h.ctx's cancellation (it keeps its values): the parent
 	// would otherwise hold every connection's context in its children set.
 	// finish cancels it when the connection ends, and Shutdown ends them all.
@@ -155,6 +107,7 @@ func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *cli
 		h:           h,
 		id:          id,
 		conn:        conn,
+		sock:        newSocket(h, id, sc.Conn),
 		remoteAddr:  r.RemoteAddr,
 		req:         r,
 		connectedAt: now,
@@ -162,73 +115,10 @@ func newClient(h *Helper, id string, conn *websocket.Conn, r *http.Request) *cli
 		cancel:      cancel,
 		state:       protocol.StateUnauthorized,
 		rooms:       make(map[string]struct{}),
-		done:        make(chan struct{}),
-		wake:        make(chan struct{}, 1),
 	}
-	if tcp, ok := conn.UnderlyingConn().(*net.TCPConn); ok {
-		c.rc, _ = tcp.SyscallConn()
-	}
+	c.out.init(&h.outEnv, &c.sock, sc.deflate)
 	c.lastActivity.Store(now.UnixNano())
 	return c
-}
-
-// writerAction is what a caller must do, after unlocking, for the frames
-// it just queued.
-type writerAction uint8
-
-const (
-	actNone  writerAction = iota
-	actStart              // start a writer goroutine
-	actWake               // wake the parked writer
-)
-
-// startWriterLocked says what the caller must do so that queued frames get
-// written; c.mu must be held.
-func (c *client) startWriterLocked() writerAction {
-	if c.writerDone || c.finished || c.busy || len(c.queue) == 0 {
-		// Nothing to write, nobody to write it, or whoever writes now
-		// will see the queue when done.
-		return actNone
-	}
-	if !c.writing {
-		c.writing = true
-		return actStart
-	}
-	if c.parked {
-		c.parked = false
-		return actWake
-	}
-	return actNone
-}
-
-// startWriter carries out act. The reader goroutine of a connection that has
-// not finished is counted by the Helper, so counting a new writer cannot
-// race with Shutdown's wait reaching zero.
-func (c *client) startWriter(act writerAction) {
-	switch act {
-	case actStart:
-		c.h.conns.goAlways(c.writeLoop)
-	case actWake:
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// retireIfIdle ends the parked writer of a connection that wrote nothing
-// since the last call, so that idle connections hold no writer goroutine.
-func (c *client) retireIfIdle() {
-	c.mu.Lock()
-	if c.parked && !c.active {
-		c.parked = false
-		c.retire = true
-		c.mu.Unlock()
-		c.startWriter(actWake)
-		return
-	}
-	c.active = false
-	c.mu.Unlock()
 }
 
 func (c *client) isClosing() bool {
@@ -243,58 +133,28 @@ func (c *client) getState() (protocol.ClientState, string) {
 	return c.state, c.userID
 }
 
-// enqueueLocked appends f; c.mu must be held. It applies the backpressure
-// policy and reports whether f was queued, whether the client must be
-// closed for going over the limit, and whether the caller must start a
-// writer (startWriter, after unlocking).
-func (c *client) enqueueLocked(f frame) (queued, overLimit bool, start writerAction) {
-	limit := c.h.cfg.BackpressureLimit
-	if c.queued > 0 && c.queued+f.size > limit {
-		if !c.backpressured {
-			c.backpressured = true
-			c.bpNotice = true // logged by the caller, after unlocking
-			c.h.stats.backpressureEvents.Add(1)
-		}
-		c.h.stats.dropped.Add(1)
-		return false, c.h.cfg.CloseOnBackpressureLimit, actNone
-	}
-	c.queue = append(c.queue, f)
-	c.queued += f.size
-	return true, false, c.startWriterLocked()
-}
-
-// sendSystem queues a system frame (error, connected): it is sent in
-// plaintext to clients in any state, never through the transformer.
+// sendSystem sends a system frame (error, ack, expiry notice): in
+// plaintext to clients in any state, never through the transformer, under
+// the backpressure limit.
 func (c *client) sendSystem(data []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	ok, over, start := c.enqueueLocked(frame{kind: frameText, size: len(data), data: data})
-	c.mu.Unlock()
-	c.startWriter(start)
-	switch {
-	case ok:
-		c.h.stats.out.Add(1)
-	case over:
-		c.close(DisconnectBackpressure, true)
-	default:
-		c.noticeBackpressure()
-	}
+	r := c.out.pushSystem(data)
+	c.out.flush()
+	c.pushed(r)
 }
 
-// noticeBackpressure logs, once per episode, that messages are being
-// dropped for the client (each drop is counted in Stats.MessagesDropped).
-func (c *client) noticeBackpressure() {
-	c.mu.Lock()
-	notice := c.bpNotice
-	c.bpNotice = false
-	queued := c.queued
-	c.mu.Unlock()
-	if notice {
+// pushed acts on a push's result, after the caller has unlocked: it counts
+// the frame out, or logs and closes as the backpressure policy says.
+func (c *client) pushed(r pushResult) {
+	switch r {
+	case pushQueued:
+		c.h.stats.out.Add(1)
+	case pushDroppedFirst:
+		queued, _ := c.out.load()
 		c.h.log.Warn("client over backpressure limit: dropping messages until its queue drains",
 			zap.String("client_id", c.id), zap.Int("queued_bytes", queued))
+	case pushOverLimit:
+		c.h.log.Warn("client over backpressure limit: closing", zap.String("client_id", c.id))
+		c.close(DisconnectBackpressure, true)
 	}
 }
 
@@ -304,17 +164,11 @@ func (c *client) sendError(msg, id string) {
 	c.sendSystem(errorFrame(msg, id))
 }
 
-// sendControl queues a ping or a pong (raw path only).
+// sendControl sends a ping, or a pong answering the peer's ping.
 func (c *client) sendControl(kind frameKind, data []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
+	if c.out.pushAlways(frame{kind: kind, data: data}) {
+		c.out.flush()
 	}
-	c.queue = append(c.queue, frame{kind: kind, data: data})
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	c.startWriter(start)
 }
 
 // close starts closing the connection with d: nothing more is accepted from
@@ -326,8 +180,8 @@ func (c *client) close(d Disconnect, discard bool) {
 }
 
 // closeAfter is close with a last system frame (an error reply saying why)
-// queued in the same locked step as the close frame, so that nothing can
-// come between them. last may be nil.
+// queued in the same step as the close frame, so that nothing can come
+// between them. last may be nil.
 func (c *client) closeAfter(last []byte, d Disconnect, discard bool) {
 	c.mu.Lock()
 	if c.closing {
@@ -335,29 +189,17 @@ func (c *client) closeAfter(last []byte, d Disconnect, discard bool) {
 		return
 	}
 	c.closing = true
-	c.closeSent = make(chan struct{})
-	if c.writerDone || c.finished {
-		close(c.closeSent)
-	}
-	if discard {
-		c.dropQueueLocked()
-	}
-	if last != nil {
-		// Past the backpressure limit too: it is the client's last frame.
-		c.queue = append(c.queue, frame{kind: frameText, size: len(last), data: last})
-		c.queued += len(last)
-		c.h.stats.out.Add(1)
-	}
-	c.queue = append(c.queue, frame{kind: frameClose, code: d.Code, reason: d.Reason})
 	c.stopTimersLocked()
 	cancelAuth := c.authCancel
 	c.authCancel = nil
-	start := c.startWriterLocked()
 	c.mu.Unlock()
 	if cancelAuth != nil {
 		cancelAuth()
 	}
-	c.startWriter(start)
+	if c.out.closeAfter(last, d, discard) && last != nil {
+		c.h.stats.out.Add(1)
+	}
+	c.out.flush()
 }
 
 // stopTimersLocked stops the auth and session timers; c.mu must be held.
@@ -372,147 +214,10 @@ func (c *client) stopTimersLocked() {
 	}
 }
 
-func (c *client) dropQueueLocked() {
-	for _, f := range c.queue {
-		if f.kind != frameClose && f.kind != framePing && f.kind != framePong {
-			c.h.stats.dropped.Add(1)
-		}
-	}
-	clear(c.queue)
-	c.queue = c.queue[:0]
-	c.queued = 0
-}
-
-// markWriterDoneLocked records that nothing more will be written.
-func (c *client) markWriterDoneLocked() {
-	c.writerDone = true
-	c.writing, c.parked = false, false
-	if c.closeSent != nil {
-		select {
-		case <-c.closeSent:
-		default:
-			close(c.closeSent)
-		}
-	}
-}
-
-// writeLoop writes what is queued, batch by batch. Between bursts it parks;
-// the sweeper retires it when the connection stays idle (the next frame
-// starts a new one). It exits for good when the close frame was written or
-// a write failed. One runs at a time per connection.
-func (c *client) writeLoop() {
-	for {
-		c.mu.Lock()
-		batch := c.queue
-		if len(batch) == 0 || c.busy {
-			// Empty, or a direct write holds the socket (it wakes us when
-			// it is done and frames wait).
-			if len(batch) == 0 && (c.retire || c.writerDone || c.finished) {
-				c.writing, c.parked, c.retire = false, false, false
-				c.mu.Unlock()
-				return
-			}
-			c.parked = true
-			c.mu.Unlock()
-			select {
-			case <-c.wake:
-				continue
-			case <-c.done:
-				c.mu.Lock()
-				c.writing, c.parked = false, false
-				c.mu.Unlock()
-				return
-			}
-		}
-		c.queue = c.spare
-		c.spare = nil
-		c.active, c.retire = true, false
-		c.busy = true
-		c.mu.Unlock()
-
-		stop, written := c.writeBatch(batch)
-
-		c.mu.Lock()
-		c.busy = false
-		c.queued -= written
-		if c.queued <= 0 {
-			c.queued = 0
-			c.backpressured = false
-		}
-		clear(batch)
-		if cap(batch) <= maxSpareFrames {
-			c.spare = batch[:0]
-		}
-		if stop {
-			c.markWriterDoneLocked()
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-	}
-}
-
-// maxSpareFrames bounds the batch slice a connection keeps between bursts.
-const maxSpareFrames = 64
-
-// writeBatch writes frames in order and reports whether the writer must stop
-// and how many queued bytes went out.
-func (c *client) writeBatch(batch []frame) (stop bool, written int) {
-	if !c.raw {
-		for i := range batch {
-			written += batch[i].size
-			if c.writeFrameGorilla(&batch[i]) {
-				return true, written
-			}
-		}
-		return false, written
-	}
-	w := rawWriter{c: c}
-	for i := range batch {
-		f := &batch[i]
-		written += f.size
-		switch f.kind {
-		case frameText:
-			w.add(opText, f.data)
-		case frameShared:
-			w.addFramed(f.msg.wire)
-		case framePending:
-			select {
-			case <-f.pending.done:
-			default:
-				// Not transformed yet: send what precedes it, then wait.
-				if w.flush() != nil {
-					return true, written
-				}
-				select {
-				case <-f.pending.done:
-				case <-c.done:
-					return true, written
-				}
-			}
-			if f.pending.data != nil {
-				w.add(opText, f.pending.data)
-			}
-		case framePing:
-			w.add(opPing, nil)
-		case framePong:
-			w.add(opPong, f.data)
-		case frameRaw:
-			w.addFramed(f.data)
-		case frameClose:
-			w.add(opClose, websocket.FormatCloseMessage(f.code, f.reason))
-			_ = w.flush()
-			c.afterClose()
-			return true, written
-		}
-	}
-	return w.flush() != nil, written
-}
-
 // readMessage reads one message, at most limit bytes of it: a longer one is
 // reported as tooBig (and its rest skipped by the next call). The limit is
-// enforced here rather than by gorilla, which would write its own close
-// frame from the reader goroutine.
+// enforced here rather than by gorilla, which would send its own close
+// frame.
 func (c *client) readMessage(limit int64) (mt int, data []byte, tooBig bool, err error) {
 	mt, r, err := c.conn.NextReader()
 	if err != nil {
@@ -528,73 +233,6 @@ func (c *client) readMessage(limit int64) (mt int, data []byte, tooBig bool, err
 	return mt, data, false, nil
 }
 
-// waitCloseSent waits at most d for the close frame to be written.
-func (c *client) waitCloseSent(d time.Duration) {
-	c.mu.Lock()
-	ch := c.closeSent
-	c.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-c.done:
-	}
-}
-
-// afterClose gives the peer a moment to answer the close frame, then lets
-// the reader fail so that the connection is cleaned up.
-func (c *client) afterClose() {
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.h.cfg.CloseGrace))
-}
-
-// writeFrameGorilla writes one frame through gorilla (used when
-// permessage-deflate was negotiated) and reports whether to stop.
-func (c *client) writeFrameGorilla(f *frame) bool {
-	deadline := time.Now().Add(c.h.cfg.WriteTimeout)
-	var err error
-	switch f.kind {
-	case frameText:
-		_ = c.conn.SetWriteDeadline(deadline)
-		err = c.conn.WriteMessage(websocket.TextMessage, f.data)
-	case frameShared:
-		_ = c.conn.SetWriteDeadline(deadline)
-		if pm := f.msg.prepared(); pm != nil {
-			err = c.conn.WritePreparedMessage(pm)
-		} else {
-			err = c.conn.WriteMessage(websocket.TextMessage, f.msg.frame)
-		}
-	case framePending:
-		select {
-		case <-f.pending.done:
-		case <-c.done:
-			return true
-		}
-		if f.pending.data != nil {
-			_ = c.conn.SetWriteDeadline(deadline)
-			err = c.conn.WriteMessage(websocket.TextMessage, f.pending.data)
-		}
-	case framePing:
-		err = c.conn.WriteControl(websocket.PingMessage, nil, deadline)
-	case framePong:
-		err = c.conn.WriteControl(websocket.PongMessage, f.data, deadline)
-	case frameClose:
-		_ = c.conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(f.code, f.reason), deadline)
-		c.afterClose()
-		return true
-	}
-	if err != nil {
-		c.h.logDebug("write failed", c.id, err)
-		_ = c.conn.Close()
-		return true
-	}
-	return false
-}
-
 func (c *client) info() ClientInfo {
 	c.mu.Lock()
 	ci := ClientInfo{
@@ -602,13 +240,12 @@ func (c *client) info() ClientInfo {
 		UserID:          c.userID,
 		State:           c.state,
 		Encrypted:       c.encrypted,
-		Backpressured:   c.backpressured,
-		QueuedBytes:     c.queued,
 		RemoteAddr:      c.remoteAddr,
 		ConnectedAt:     c.connectedAt,
 		AuthenticatedAt: c.authenticatedAt,
 		LastActivity:    time.Unix(0, c.lastActivity.Load()),
 	}
+	ci.QueuedBytes, ci.Backpressured = c.out.load()
 	if c.metadata != nil {
 		ci.Metadata = make(map[string]any, len(c.metadata))
 		for k, v := range c.metadata {

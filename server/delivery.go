@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
@@ -22,17 +22,15 @@ type message struct {
 	frame []byte          // the JSON text: the frame's payload
 	wire  []byte          // the whole WebSocket frame: header, then frame
 
-	pmOnce sync.Once
-	pm     *websocket.PreparedMessage
+	deflateOnce sync.Once
+	dwire       []byte // the compressed frame, for permessage-deflate clients
 }
 
-// prepared frames the message once for the connections that negotiated
-// permessage-deflate (gorilla compresses per connection setting).
-func (m *message) prepared() *websocket.PreparedMessage {
-	m.pmOnce.Do(func() {
-		m.pm, _ = websocket.NewPreparedMessage(websocket.TextMessage, m.frame)
-	})
-	return m.pm
+// deflated returns the message as one compressed frame, made once for every
+// connection that negotiated permessage-deflate.
+func (m *message) deflated() []byte {
+	m.deflateOnce.Do(func() { m.dwire = deflateFrame(m.frame) })
+	return m.dwire
 }
 
 // newMessage encodes event and data. data may be json.RawMessage or []byte
@@ -106,66 +104,95 @@ type transformJob struct {
 }
 
 // deliver queues m for every recipient that is authenticated and not in
-// exclude. It never blocks and allocates nothing per plain recipient: they
-// share m's bytes; encrypted ones get an ordered slot that transform workers
-// fill.
+// exclude, and writes it to each socket right away unless someone is
+// already writing there (see outbox). It never blocks on a socket and
+// allocates nothing per plain recipient: they share m's bytes; encrypted
+// ones get an ordered slot that transform workers fill. A large fan-out is
+// split over up to GOMAXPROCS goroutines, so that the writes run on every
+// core; deliver returns once each recipient has the message queued or
+// written.
 func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]struct{}) int {
 	if len(recipients) == 0 {
 		return 0
 	}
-	var jobs []transformJob
-	var overLimit []*client
-	delivered := 0
+	parts := min(runtime.GOMAXPROCS(0), len(recipients)/minPerDeliveryWorker)
+	var res delivery
+	if parts <= 1 {
+		h.deliverPart(m, recipients, exclude, &res)
+	} else {
+		results := make([]delivery, parts)
+		per := (len(recipients) + parts - 1) / parts
+		var wg sync.WaitGroup
+		for i := 1; i < parts; i++ {
+			part := recipients[min(i*per, len(recipients)):min((i+1)*per, len(recipients))]
+			wg.Add(1)
+			work := func() {
+				defer wg.Done()
+				h.deliverPart(m, part, exclude, &results[i])
+			}
+			if !h.conns.tryGo(work) {
+				work() // stopping: no new goroutines; do it here
+			}
+		}
+		h.deliverPart(m, recipients[:per], exclude, &results[0])
+		wg.Wait()
+		for i := range results {
+			res.delivered += results[i].delivered
+			res.jobs = append(res.jobs, results[i].jobs...)
+		}
+	}
+	h.stats.out.Add(uint64(res.delivered))
+	if len(res.jobs) > 0 {
+		h.runTransforms(m, res.jobs)
+	}
+	return res.delivered
+}
+
+// minPerDeliveryWorker is the fewest recipients worth a delivery goroutine
+// of their own: below it, starting one costs more than the writes it takes
+// over.
+const minPerDeliveryWorker = 64
+
+// delivery is what one part of a fan-out did.
+type delivery struct {
+	delivered int
+	jobs      []transformJob
+}
+
+// deliverPart queues and writes m for recipients (see deliver).
+func (h *Helper) deliverPart(m *message, recipients []*client, exclude map[string]struct{}, res *delivery) {
+	transform := h.opts.OutboundTransformer != nil
 	for _, c := range recipients {
 		if exclude != nil {
 			if _, skip := exclude[c.id]; skip {
 				continue
 			}
 		}
+		f := frame{kind: frameShared, size: len(m.frame), msg: m}
+		// The state and the encryption switch are read under c.mu and the
+		// frame queued in the same step, so that nothing queued after
+		// "connected" or an encryption switch overtakes it.
 		c.mu.Lock()
 		if c.closing || c.state != protocol.StateAuthenticated {
 			c.mu.Unlock()
 			continue
 		}
-		var slot *pendingFrame
-		f := frame{kind: frameShared, size: len(m.frame), msg: m}
-		plain := !c.encrypted || h.opts.OutboundTransformer == nil
-		if plain && len(recipients) <= directMax {
-			if handled, act := c.tryDirect(m.wire, len(m.frame)); handled {
-				c.startWriter(act)
-				delivered++
-				continue
-			}
+		if c.encrypted && transform {
+			f = frame{kind: framePending, size: len(m.frame), pending: &pendingFrame{}}
 		}
-		if !plain {
-			slot = &pendingFrame{done: make(chan struct{})}
-			f = frame{kind: framePending, size: len(m.frame), pending: slot}
-		}
-		ok, over, start := c.enqueueLocked(f)
+		r := c.out.push(f)
 		c.mu.Unlock()
-		c.startWriter(start)
-		if !ok {
-			if over {
-				overLimit = append(overLimit, c)
-			} else {
-				c.noticeBackpressure()
-			}
+		if r != pushQueued {
+			c.pushed(r)
 			continue
 		}
-		delivered++
-		if slot != nil {
-			jobs = append(jobs, transformJob{c: c, slot: slot})
+		res.delivered++
+		if f.pending != nil {
+			res.jobs = append(res.jobs, transformJob{c: c, slot: f.pending})
+			continue // its transform worker writes it
 		}
+		c.out.flush()
 	}
-	h.stats.out.Add(uint64(delivered))
-	for _, c := range overLimit {
-		h.log.Warn("client over backpressure limit: closing", zap.String("client_id", c.id))
-		c.close(DisconnectBackpressure, true)
-	}
-	if len(jobs) > 0 {
-		h.runTransforms(m, jobs)
-	}
-	return delivered
 }
 
 // runTransforms fills the slots of jobs with at most EncryptedBatchLimit
@@ -195,14 +222,20 @@ func (h *Helper) runTransforms(m *message, jobs []transformJob) {
 		// it here would block the caller. The message is dropped.
 		for _, j := range jobs {
 			h.stats.dropped.Add(1)
-			close(j.slot.done)
+			j.c.out.fill(j.slot, nil)
+			j.c.out.flush()
 		}
 	}
 }
 
-// transform runs the OutboundTransformer for one recipient and fills its slot.
+// transform runs the OutboundTransformer for one recipient, fills its slot
+// and writes what that made ready.
 func (h *Helper) transform(m *message, j transformJob) {
-	defer close(j.slot.done)
+	var out []byte // nil: dropped
+	defer func() {
+		j.c.out.fill(j.slot, out)
+		j.c.out.flush()
+	}()
 	data := m.data
 	if data == nil {
 		data = json.RawMessage("null")
@@ -219,19 +252,19 @@ func (h *Helper) transform(m *message, j transformJob) {
 		return
 	}
 	if res == nil {
-		j.slot.data = m.frame
+		out = m.frame
 		return
 	}
-	out, err := newMessage(res.Event, res.Data)
+	msg, err := newMessage(res.Event, res.Data)
 	if err == nil && m.id != "" {
-		out, err = newRawMessageID(res.Event, out.data, m.id)
+		msg, err = newRawMessageID(res.Event, msg.data, m.id)
 	}
 	if err != nil {
 		h.stats.dropped.Add(1)
 		h.log.Warn("outbound transformer result not encodable", zap.String("client_id", j.c.id), zap.Error(err))
 		return
 	}
-	j.slot.data = out.frame
+	out = msg.frame
 }
 
 // SendToClient sends to one local client. It returns ErrClientNotFound when

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -49,8 +48,9 @@ type Helper struct {
 	shards         *shards      // sharded mode only
 	pub            *publisher
 
-	conns group // handler, writer, auth and transform goroutines
-	bg    group // Redis receive loop and sweeper
+	conns  group // handler, reader, writer, auth, transform and delivery goroutines
+	bg     group // Redis receive loop and sweeper
+	outEnv outboxEnv
 
 	// mu guards the indexes below and client.rooms / client.removed.
 	mu      sync.RWMutex
@@ -116,6 +116,13 @@ func New(opts Options) (*Helper, error) {
 		h.shards = newShards(h, cluster)
 	}
 	h.pub = &publisher{wake: make(chan struct{}, 1)}
+	h.outEnv = outboxEnv{
+		limit:        cfg.BackpressureLimit,
+		closeOnLimit: cfg.CloseOnBackpressureLimit,
+		writeTimeout: cfg.WriteTimeout,
+		stats:        &h.stats,
+		spawn:        h.conns.goAlways,
+	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
 		ReadBufferSize:    readBufferSize,
@@ -345,7 +352,10 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if max <= 0 {
 		h.pending.Add(1)
 	}
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	// gorilla gets a connection whose writes, after the handshake, go to
+	// the client's outbox (see sockConn).
+	hw := &hijackWriter{ResponseWriter: w}
+	conn, err := h.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		h.pending.Add(-1)
 		h.log.Debug("upgrade failed", zap.Error(err))
@@ -354,18 +364,13 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The connection gets a goroutine of its own and this handler returns,
 	// so that net/http's per-connection state (its buffered reader and
 	// writer, a deep stack) is freed while the WebSocket lives on.
-	h.conns.goAlways(func() { h.serveConn(conn, r) })
+	h.conns.goAlways(func() { h.serveConn(conn, hw.conn, r) })
 }
 
-func (h *Helper) serveConn(conn *websocket.Conn, r *http.Request) {
-	c := newClient(h, uuid.NewString(), conn, r)
+func (h *Helper) serveConn(conn *websocket.Conn, sc *sockConn, r *http.Request) {
+	c := newClient(h, uuid.NewString(), conn, sc, r)
 	c.pending = true
-	c.netConn = conn.UnderlyingConn()
-	// With permessage-deflate gorilla must compress each frame, so such
-	// connections are written through gorilla; all others take the raw
-	// path (frames batched into one write).
-	c.raw = !(h.cfg.PerMessageDeflate &&
-		strings.Contains(strings.ToLower(r.Header.Get("Sec-WebSocket-Extensions")), "permessage-deflate"))
+	sc.c = c // from now on gorilla's writes go to c's outbox
 	h.mu.Lock()
 	h.clients[c.id] = c
 	h.mu.Unlock()
@@ -397,28 +402,19 @@ func (h *Helper) readLoop(c *client) {
 		if !c.isClosing() {
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
 		}
-		if c.raw {
-			c.sendControl(framePong, []byte(data))
-			return nil
-		}
-		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(h.cfg.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
-		}
-		return err
+		c.sendControl(framePong, []byte(data))
+		return nil
 	})
-	if c.raw {
-		// Answer the peer's close through the writer (the only one that
-		// writes to a raw connection) and give it a moment to go out.
-		conn.SetCloseHandler(func(code int, _ string) error {
-			if code == websocket.CloseNoStatusReceived {
-				code = websocket.CloseNormalClosure
-			}
-			c.close(Disconnect{Code: code}, true)
-			c.waitCloseSent(closeEchoWait)
-			return nil
-		})
-	}
+	// Answer the peer's close through the outbox and give it a moment to
+	// go out before the reader returns.
+	conn.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.close(Disconnect{Code: code}, true)
+		c.out.waitClosed(closeEchoWait)
+		return nil
+	})
 	for {
 		mt, data, tooBig, err := c.readMessage(h.cfg.MaxPayloadLength)
 		if err != nil {
@@ -452,10 +448,6 @@ func (h *Helper) readLoop(c *client) {
 	}
 }
 
-// writerIdle is how long a connection's writer goroutine waits, parked, for
-// more frames before the sweeper ends it (between one and two periods).
-var writerIdle = 2 * time.Second
-
 // closeEchoWait bounds how long the reader waits for the echo of a close the
 // peer started to be written.
 const closeEchoWait = time.Second
@@ -465,17 +457,12 @@ const closeEchoWait = time.Second
 func (h *Helper) finish(c *client) {
 	c.mu.Lock()
 	c.closing = true
-	c.finished = true
-	if c.closeSent != nil && (!c.writing || c.parked) {
-		c.markWriterDoneLocked()
-	}
 	wasAuthenticated := c.state == protocol.StateAuthenticated
 	c.state = protocol.StateDisconnected
 	c.stopTimersLocked()
 	cancelAuth := c.authCancel
 	c.authCancel = nil
 	userID := c.userID
-	c.dropQueueLocked()
 	if c.pending {
 		c.pending = false
 		h.pending.Add(-1)
@@ -484,9 +471,8 @@ func (h *Helper) finish(c *client) {
 	if cancelAuth != nil {
 		cancelAuth()
 	}
-	close(c.done)
+	c.out.stop() // drops what is queued and closes the socket
 	c.cancel()
-	_ = c.conn.Close()
 
 	h.mu.Lock()
 	c.removed = true
@@ -581,8 +567,6 @@ func (h *Helper) allClients() []*client {
 func (h *Helper) sweepLoop() {
 	hb := time.NewTicker(h.cfg.HeartbeatInterval)
 	defer hb.Stop()
-	retire := time.NewTicker(writerIdle)
-	defer retire.Stop()
 	samples := time.NewTicker(h.cfg.LogSampleInterval)
 	defer samples.Stop()
 	var pingC <-chan time.Time
@@ -599,10 +583,6 @@ func (h *Helper) sweepLoop() {
 			h.sweepHeartbeats(time.Now())
 		case <-samples.C:
 			h.flushSamples(h.cfg.LogSampleInterval)
-		case <-retire.C:
-			for _, c := range h.allClients() {
-				c.retireIfIdle()
-			}
 		case <-pingC:
 			for _, c := range h.allClients() {
 				c.sendControl(framePing, nil)

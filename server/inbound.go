@@ -275,13 +275,15 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	}
 	c.expiresAt = res.ExpiresAt
 	c.armSessionLocked()
-	c.queue = append(c.queue, frame{kind: frameText, size: len(connected), data: connected})
-	c.queued += len(connected)
-	start := c.startWriterLocked()
+	// Queued past the backpressure limit: the client needs it. Under c.mu,
+	// so that every message delivered after the state flip follows it.
+	queued := c.out.pushAlways(frame{kind: frameText, size: len(connected), data: connected})
 	c.req = nil // the upgrade request is kept only for authentication
 	c.mu.Unlock()
-	c.startWriter(start)
-	h.stats.out.Add(1)
+	c.out.flush()
+	if queued {
+		h.stats.out.Add(1)
+	}
 	h.stats.authenticated.Add(1)
 	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {
 		ce.Write(zap.String("client_id", c.id), zap.String("user_id", res.UserID))

@@ -307,17 +307,14 @@ func (h *Helper) EnableClientEncryptionAfter(clientID, event string, data any) e
 		return ErrClientNotFound
 	}
 	c.mu.Lock()
-	act := actNone
+	r := pushRefused
 	if m != nil && !c.closing && c.state == protocol.StateAuthenticated {
-		var queued bool
-		queued, _, act = c.enqueueLocked(frame{kind: frameText, size: len(m.frame), data: m.frame})
-		if queued {
-			h.stats.out.Add(1)
-		}
+		r = c.out.push(frame{kind: frameText, size: len(m.frame), data: m.frame})
 	}
 	c.encrypted = true
 	c.mu.Unlock()
-	c.startWriter(act)
+	c.out.flush()
+	c.pushed(r)
 	return nil
 }
 

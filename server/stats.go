@@ -140,10 +140,10 @@ func (h *Helper) Stats() Stats {
 		if c.encrypted {
 			s.Encrypted++
 		}
-		if c.backpressured {
+		c.mu.Unlock()
+		if _, over := c.out.load(); over {
 			s.Backpressured++
 		}
-		c.mu.Unlock()
 	}
 	return s
 }

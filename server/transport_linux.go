@@ -1,0 +1,134 @@
+//go:build linux
+
+package server
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// tryWrite sends bufs on the socket, which Go keeps non-blocking, and never
+// waits for it: one sendto for one buffer (a fan-out frame), one sendmsg
+// for several.
+func (s *socket) tryWrite(bufs [][]byte) (int, error) {
+	if s.rc == nil {
+		return 0, errWouldBlock // not TCP: the writer goroutine writes
+	}
+	op := sendOps.Get().(*sendOp)
+	op.bufs = bufs
+	err := s.rc.Write(op.fn)
+	n, werr := op.n, op.err
+	op.bufs, op.n, op.err = nil, 0, nil
+	sendOps.Put(op)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// A deadline the writer goroutine set has passed (it clears
+		// them, so this is a leftover): let it set a new one.
+		return 0, errWouldBlock
+	case err != nil:
+		werr = err
+	case werr == syscall.EAGAIN:
+		return n, errWouldBlock
+	}
+	if werr != nil {
+		s.h.logDebug("write failed", s.id, werr)
+	}
+	return n, werr
+}
+
+// sendOp carries one tryWrite through RawConn.Write without allocating:
+// fn is bound once per pooled op.
+type sendOp struct {
+	fn   func(fd uintptr) bool
+	bufs [][]byte
+	n    int
+	err  error
+}
+
+var sendOps = sync.Pool{New: func() any {
+	op := &sendOp{}
+	op.fn = op.send
+	return op
+}}
+
+func (op *sendOp) send(fd uintptr) bool {
+	op.n, op.err = sendBufs(int(fd), op.bufs)
+	return true // never wait for the socket: the writer goroutine does
+}
+
+// maxIovecs is how many buffers one sendmsg takes here.
+const maxIovecs = 64
+
+// sendBufs writes bufs in order until the socket takes less than offered.
+func sendBufs(fd int, bufs [][]byte) (int, error) {
+	if len(bufs) == 1 {
+		return sendto(fd, bufs[0])
+	}
+	total := 0
+	for len(bufs) > 0 {
+		var iov [maxIovecs]syscall.Iovec
+		k, used, want := 0, 0, 0
+		for _, b := range bufs {
+			if k == maxIovecs {
+				break
+			}
+			used++
+			if len(b) == 0 {
+				continue
+			}
+			iov[k].Base = &b[0]
+			iov[k].SetLen(len(b))
+			want += len(b)
+			k++
+		}
+		bufs = bufs[used:]
+		if k == 0 {
+			continue
+		}
+		n, err := sendmsg(fd, iov[:k])
+		total += n
+		if err != nil || n < want {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func sendto(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		r, _, e := syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			return int(r), nil
+		case syscall.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+func sendmsg(fd int, iov []syscall.Iovec) (int, error) {
+	var msg syscall.Msghdr
+	msg.Iov = &iov[0]
+	setLen(&msg.Iovlen, len(iov))
+	for {
+		r, _, e := syscall.Syscall(syscall.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
+		switch e {
+		case 0:
+			return int(r), nil
+		case syscall.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// setLen sets a length field whose type depends on the architecture.
+func setLen[T ~uint32 | ~uint64](p *T, n int) { *p = T(n) }
