@@ -13,7 +13,7 @@ import (
 // socket is the transport of a client's outbox: the connection under
 // gorilla's Conn.
 type socket struct {
-	conn net.Conn // the socket itself, not gorilla's view of it
+	conn net.Conn        // the socket itself, not gorilla's view of it
 	rc   syscall.RawConn // conn's descriptor, for writes that never wait (nil unless TCP)
 	h    *Helper
 	id   string
