@@ -77,6 +77,8 @@ func benchFanout(b *testing.B, n int) {
 	var iters int64
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	b.ReportAllocs()
 	for b.Loop() {
 		iters++
@@ -88,8 +90,14 @@ func benchFanout(b *testing.B, n int) {
 		}
 	}
 	runtime.ReadMemStats(&ms1)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	deliveries := float64(iters) * float64(n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+	// The server's side alone: this process's CPU time (the clients are
+	// in the child) and its context switches, per delivery.
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "server-cpu-ns/delivery")
+	b.ReportMetric(float64(ru1.Nvcsw+ru1.Nivcsw-ru0.Nvcsw-ru0.Nivcsw)/deliveries, "server-ctxsw/delivery")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/deliveries, "B/delivery")
 	if s := ts.h.Stats(); s.MessagesDropped > 0 {

@@ -88,7 +88,7 @@ func sendBufs(fd int, bufs [][]byte) (int, error) {
 		if k == 0 {
 			continue
 		}
-		n, err := sendmsg(fd, iov[:k])
+		n, err := sendmsg(fd, iov[:k], want)
 		total += n
 		if err != nil || n < want {
 			return total, err
@@ -97,13 +97,34 @@ func sendBufs(fd int, bufs [][]byte) (int, error) {
 	return total, nil
 }
 
+// The sends below never wait: Go keeps the socket non-blocking. Small ones
+// are made as raw system calls, without telling the runtime: on a single
+// core, a goroutine that sends back to back would otherwise be seen in a
+// system call on most of sysmon's 20 µs ticks, its P handed to another
+// thread (futex wake-ups, context switches) and taken back afterwards.
+// What the kernel does in a send (copying, and on loopback the receiver's
+// side too) is work the P would wait for anyway. Large sends, which may
+// copy for longer, tell the runtime, so that the garbage collector never
+// waits long for this thread.
+
+// rawSendMax is the largest send made as a raw system call.
+const rawSendMax = 64 << 10
+
 func sendto(fd int, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	n := uintptr(len(b))
 	for {
-		r, _, e := syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-			syscall.MSG_NOSIGNAL, 0, 0)
+		var r uintptr
+		var e syscall.Errno
+		// The pointer conversions stay inside the calls, which keeps b
+		// alive while the kernel reads it.
+		if len(b) <= rawSendMax {
+			r, _, e = syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), n, syscall.MSG_NOSIGNAL, 0, 0)
+		} else {
+			r, _, e = syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), n, syscall.MSG_NOSIGNAL, 0, 0)
+		}
 		switch e {
 		case 0:
 			return int(r), nil
@@ -114,12 +135,18 @@ func sendto(fd int, b []byte) (int, error) {
 	}
 }
 
-func sendmsg(fd int, iov []syscall.Iovec) (int, error) {
+func sendmsg(fd int, iov []syscall.Iovec, size int) (int, error) {
 	var msg syscall.Msghdr
 	msg.Iov = &iov[0]
 	setLen(&msg.Iovlen, len(iov))
 	for {
-		r, _, e := syscall.Syscall(syscall.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
+		var r uintptr
+		var e syscall.Errno
+		if size <= rawSendMax {
+			r, _, e = syscall.RawSyscall(syscall.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
+		} else {
+			r, _, e = syscall.Syscall(syscall.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
+		}
 		switch e {
 		case 0:
 			return int(r), nil
