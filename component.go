@@ -161,7 +161,8 @@ const (
 )
 
 // start subscribes to Redis, waiting at most ServerOptions.RedisTimeout
-// (and less if the app's start timeout ends sooner).
+// (and less if the app's start timeout ends sooner); a refusal that no wait
+// can fix (server.RedisRefusedError) fails it at once.
 func (l *lifecycle) start(ctx context.Context) error {
 	redisTimeout := l.h.Config().RedisTimeout
 	budget := redisTimeout
@@ -176,9 +177,14 @@ func (l *lifecycle) start(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := l.h.Configure(cctx)
+	var refused *server.RedisRefusedError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &refused):
+		// Waiting longer cannot help: say what to fix instead.
+		return fmt.Errorf("wscomponent: start: redis refused the connection's credentials or settings "+
+			"(fix the Redis URL, password, ACL user or DB): %w", err)
 	case cut:
 		return fmt.Errorf("wscomponent: start: the app's start timeout left %s, less than "+
 			"ServerOptions.RedisTimeout (%s): check that Redis is reachable, raise fx.StartTimeout "+
