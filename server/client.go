@@ -260,6 +260,9 @@ func (c *client) enqueueLocked(f frame) (queued, overLimit bool, start writerAct
 	}
 	c.queue = append(c.queue, f)
 	c.queued += f.size
+	if obs := c.h.opts.Observer; obs != nil {
+		obs.ObserveOutbox(c.queued)
+	}
 	return true, false, c.startWriterLocked()
 }
 

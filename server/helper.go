@@ -212,6 +212,11 @@ func (h *Helper) Configure(ctx context.Context) error {
 		// channel (interest and pattern mode subscribe it with the base).
 		h.interest.set(protocol.ChannelControl, true)
 		h.shards.start()
+		// Wait (within Configure's context) for it, so that a fleet-wide
+		// disconnect sent right after start-up reaches this instance.
+		wait, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
+		h.interest.await(wait, []string{protocol.ChannelControl})
+		cancel()
 	} else {
 		ps, err := h.subscribe(ctx)
 		if err != nil {
@@ -530,6 +535,10 @@ func (h *Helper) ctxForCallback() context.Context { return h.ctx }
 
 // callback runs f, recovering a panic; errors and panics are logged once.
 func (h *Helper) callback(name, clientID string, f func() error) (err error) {
+	if obs := h.opts.Observer; obs != nil {
+		start := time.Now()
+		defer func() { obs.ObserveCallback(name, time.Since(start)) }()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			h.stats.callbackPanics.Add(1)

@@ -283,6 +283,9 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 	c.startWriter(start)
 	h.stats.out.Add(1)
 	h.stats.authenticated.Add(1)
+	if obs := h.opts.Observer; obs != nil {
+		obs.ObserveConnected(now.Sub(c.connectedAt))
+	}
 	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {
 		ce.Write(zap.String("client_id", c.id), zap.String("user_id", res.UserID))
 	}

@@ -207,6 +207,9 @@ type Options struct {
 	// order. They are for components that keep per-client state (the
 	// encryption pair's keys) so that ClientDisconnected stays the app's.
 	DisconnectHooks []ClientDisconnectedFunc
+	// Observer, when set, receives latency and queue measurements (see
+	// package metrics).
+	Observer Observer
 	// InboundTransformer, when set, receives every "encrypted" frame from an
 	// encrypted client and returns the frame it stands for, which is then
 	// routed like any other frame.

@@ -443,6 +443,9 @@ func (h *Helper) publishPayload(ctx context.Context, channel string, payload []b
 		return fail(ErrNotReady)
 	}
 	req := &publishReq{channel: channel, payload: payload, kind: kind}
+	if h.opts.Observer != nil {
+		req.start = time.Now()
+	}
 	if !h.cfg.AsyncPublish {
 		req.done = make(chan error, 1)
 	}
@@ -508,6 +511,7 @@ type publishReq struct {
 	channel string
 	payload []byte
 	kind    string     // the envelope type, or "control", for logs
+	start   time.Time  // when it was queued, if an Observer wants it
 	done    chan error // nil for asynchronous publishes
 }
 
@@ -622,6 +626,9 @@ func (h *Helper) publishNow(reqs []*publishReq) {
 }
 
 func (h *Helper) finishPublish(r *publishReq, err error) {
+	if obs := h.opts.Observer; obs != nil && !r.start.IsZero() {
+		obs.ObservePublish(time.Since(r.start), err)
+	}
 	if err != nil {
 		h.stats.publishErrors.Add(1)
 		if ce := h.log.Check(zap.WarnLevel, "redis publish failed"); ce != nil {

@@ -351,8 +351,15 @@ func (h *Helper) ClientsInRoom(room string) []ClientInfo {
 	return h.snapshots(cs)
 }
 
+// RoomSize returns how many local clients are in room.
+func (h *Helper) RoomSize(room string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms[room])
+}
+
 // Rooms returns the names of the rooms with at least one local member,
-// sorted.
+// sorted. Every client's own-id room is among them.
 func (h *Helper) Rooms() []string {
 	h.mu.RLock()
 	out := make([]string, 0, len(h.rooms))
