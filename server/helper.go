@@ -58,8 +58,9 @@ type Helper struct {
 	users   map[string]map[string]*client
 	rooms   map[string]map[string]*client
 
-	stats   counters
-	samples sampler // log sampling of client-caused events
+	stats    counters
+	samples  sampler        // log sampling of client-caused events
+	presence *presenceQueue // nil unless Config.PresenceRooms is set
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
@@ -116,6 +117,9 @@ func New(opts Options) (*Helper, error) {
 		h.shards = newShards(h, cluster)
 	}
 	h.pub = &publisher{wake: make(chan struct{}, 1)}
+	if cfg.PresenceRooms != nil {
+		h.presence = &presenceQueue{wake: make(chan struct{}, 1)}
+	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
 		ReadBufferSize:    readBufferSize,
@@ -231,6 +235,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 	}
 	h.bg.goAlways(h.publishLoop)
 	h.bg.goAlways(h.sweepLoop)
+	if h.presence != nil {
+		h.bg.goAlways(h.presenceLoop)
+	}
 	h.accepting.Store(true)
 	h.log.Info("websocket server configured",
 		zap.String("server_id", h.serverID), zap.String("path", h.cfg.Path))
