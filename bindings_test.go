@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 
@@ -133,11 +134,15 @@ func TestHelperArgumentErrors(t *testing.T) {
 }
 
 // A constructor may return any type assignable to the bound one, and may
-// return an error, which fails the app.
+// return an error, which fails the app. Module provides the keys, so the
+// app may take a binding by name.
 func TestProvideConvertsResults(t *testing.T) {
 	type unnamedAuth = func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error)
+	rdb := unusedRedis(t)
+	component := fx.Options(fx.NopLogger, fx.Provide(echo.New), wscomponent.Module(),
+		wscomponent.ProvideRedisConnection(func() *redis.Client { return rdb }))
 	var got server.AuthenticateFunc
-	app := fx.New(fx.NopLogger,
+	app := fx.New(component,
 		wscomponent.ProvideAuthenticateHandler(func() (unnamedAuth, error) {
 			return func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error) {
 				return &server.AuthResult{UserID: "u"}, nil
@@ -153,12 +158,11 @@ func TestProvideConvertsResults(t *testing.T) {
 		t.Fatalf("bound handler returned %+v", res)
 	}
 
-	app = fx.New(fx.NopLogger,
+	app = fx.New(component,
+		wscomponent.ProvideAuthenticateHandler(newAuthenticate),
 		wscomponent.ProvideServerOptions(func() (wscomponent.ServerOptions, error) {
 			return wscomponent.ServerOptions{}, errBadConfig
 		}),
-		fx.Invoke(fx.Annotate(func(wscomponent.ServerOptions) {},
-			fx.ParamTags(`name:"`+wscomponent.KeyServerOptions+`"`))),
 	)
 	if err := app.Err(); err == nil || !strings.Contains(err.Error(), errBadConfig.Error()) {
 		t.Fatalf("error %v, want the constructor's error", err)

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/ignis-go/wscomponent/metrics"
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -59,6 +61,9 @@ type Params struct {
 	// DisconnectHooks are extra disconnect callbacks from components such
 	// as ProvideEncryption (value group GroupDisconnectHooks).
 	DisconnectHooks []server.ClientDisconnectedFunc `group:"@app/websocket/disconnect-hooks"`
+	// Registerer, if the app provides one, gets the component's metrics
+	// (package metrics: every Stats counter plus latency histograms).
+	Registerer prometheus.Registerer `optional:"true"`
 }
 
 // Result is what the component provides: the same *server.Helper unnamed
@@ -84,7 +89,14 @@ func New(p Params) (Result, error) {
 	if err := checkParams(p); err != nil {
 		return Result{}, err
 	}
+	var m *metrics.Metrics
+	var observer server.Observer
+	if p.Registerer != nil {
+		m = metrics.New()
+		observer = m
+	}
 	h, err := server.New(server.Options{
+		Observer:            observer,
 		Config:              p.Options,
 		Redis:               p.Redis,
 		Logger:              p.Logger,
@@ -100,6 +112,13 @@ func New(p Params) (Result, error) {
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("wscomponent: %w", err)
+	}
+	if m != nil {
+		m.Attach(h)
+		if err := p.Registerer.Register(m); err != nil {
+			return Result{}, fmt.Errorf("wscomponent: register metrics on the app's prometheus.Registerer "+
+				"(is a second wscomponent registered on it? wrap one with prometheus.WrapRegistererWith): %w", err)
+		}
 	}
 	c := newLifecycle(h)
 	p.Echo.GET(h.Config().Path, echo.WrapHandler(h))
@@ -161,7 +180,8 @@ const (
 )
 
 // start subscribes to Redis, waiting at most ServerOptions.RedisTimeout
-// (and less if the app's start timeout ends sooner).
+// (and less if the app's start timeout ends sooner); a refusal that no wait
+// can fix (server.RedisRefusedError) fails it at once.
 func (l *lifecycle) start(ctx context.Context) error {
 	redisTimeout := l.h.Config().RedisTimeout
 	budget := redisTimeout
@@ -176,9 +196,14 @@ func (l *lifecycle) start(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := l.h.Configure(cctx)
+	var refused *server.RedisRefusedError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &refused):
+		// Waiting longer cannot help: say what to fix instead.
+		return fmt.Errorf("wscomponent: start: redis refused the connection's credentials or settings "+
+			"(fix the Redis URL, password, ACL user or DB): %w", err)
 	case cut:
 		return fmt.Errorf("wscomponent: start: the app's start timeout left %s, less than "+
 			"ServerOptions.RedisTimeout (%s): check that Redis is reachable, raise fx.StartTimeout "+

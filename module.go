@@ -1,9 +1,6 @@
 package wscomponent
 
 import (
-	"errors"
-
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 
 	"github.com/ignis-go/wscomponent/server"
@@ -26,56 +23,52 @@ import (
 // runs after Module()'s own and so stops Echo first; that is safe too (the
 // component hooks Echo's shutdown, see New) but the two then stop together.
 //
+// Module also provides each binding key, from what the Provide helpers
+// bound, so the app's services may take the bindings by name too. Bind the
+// keys only with the helpers: a plain fx.Provide under a key's name
+// conflicts with Module's.
+//
 // Startup fails, at fx.New or app.Start, when the Redis connection or the
 // authenticate handler is not bound, when RequireEncryption is set without
-// a handshake handler or an outbound transformer, when a binding's
-// constructor lacks dependencies, and when Redis does not confirm the
-// subscriptions within ServerOptions.RedisTimeout (default 30 s). fx's own
-// start timeout (fx.StartTimeout, 15 s by default) also bounds that wait;
-// when it is the shorter one the error says so.
+// a handshake handler or an outbound transformer, when a key is bound twice
+// (the message names both calls), when a binding's constructor lacks
+// dependencies or returns nil, when a Decorate or Replace helper cannot
+// reach the component (it is inside a sibling fx.Module), and when Redis
+// does not confirm the subscriptions within ServerOptions.RedisTimeout
+// (default 30 s). fx's own start timeout (fx.StartTimeout, 15 s by default)
+// also bounds that wait; when it is the shorter one the error says so.
 func Module() fx.Option {
 	return fx.Module("wscomponent",
+		bindServerOptions.provideKey(),
+		bindRedisConnection.provideKey(),
+		bindAuthenticate.provideKey(),
+		bindValidateRoom.provideKey(),
+		bindClientConnected.provideKey(),
+		bindClientDisconnected.provideKey(),
+		bindMessage.provideKey(),
+		bindOutbound.provideKey(),
+		bindHandshake.provideKey(),
+		bindInbound.provideKey(),
 		fx.Provide(newFromGraph),
 		// Nothing may ask for the helper; build it anyway.
 		fx.Invoke(func(*server.Helper) {}),
 	)
 }
 
-// graphParams adds to Params the markers of the Provide helpers.
+// graphParams adds to Params the Decorate and Replace helper calls.
 type graphParams struct {
 	fx.In
 
-	Params Params
-
-	ServerOptions       *bound[ServerOptions]                 `optional:"true"`
-	Redis               *bound[redis.UniversalClient]         `optional:"true"`
-	Authenticate        *bound[server.AuthenticateFunc]       `optional:"true"`
-	ValidateRoom        *bound[server.ValidateRoomFunc]       `optional:"true"`
-	ClientConnected     *bound[server.ClientConnectedFunc]    `optional:"true"`
-	ClientDisconnected  *bound[server.ClientDisconnectedFunc] `optional:"true"`
-	Message             *bound[server.MessageHandler]         `optional:"true"`
-	OutboundTransformer *bound[server.OutboundTransformer]    `optional:"true"`
-	Handshake           *bound[server.HandshakeFunc]          `optional:"true"`
-	InboundTransformer  *bound[server.InboundTransformer]     `optional:"true"`
+	Params    Params
+	Overrides []*override `group:"wscomponent/overrides"`
 }
 
-// newFromGraph reports bindings whose constructors could not be built
-// (fx turns them into nil for optional parameters), then calls New.
+// newFromGraph reports the Decorate and Replace calls fx did not apply to
+// the component (it applied the others while resolving Params), then calls
+// New.
 func newFromGraph(g graphParams) (Result, error) {
-	p := g.Params
-	if err := errors.Join(
-		g.ServerOptions.problem(p.Options),
-		g.Redis.problem(p.Redis),
-		g.Authenticate.problem(p.Authenticate),
-		g.ValidateRoom.problem(p.ValidateRoom),
-		g.ClientConnected.problem(p.ClientConnected),
-		g.ClientDisconnected.problem(p.ClientDisconnected),
-		g.Message.problem(p.Message),
-		g.OutboundTransformer.problem(p.OutboundTransformer),
-		g.Handshake.problem(p.Handshake),
-		g.InboundTransformer.problem(p.InboundTransformer),
-	); err != nil {
+	if err := checkOverrides(g.Overrides); err != nil {
 		return Result{}, err
 	}
-	return New(p)
+	return New(g.Params)
 }

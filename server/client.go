@@ -72,9 +72,10 @@ type client struct {
 	pending       bool   // counted in Helper.pending until authenticated or gone
 
 	// rooms and removed are guarded by h.mu, the index lock.
-	rooms   map[string]struct{}
-	removed bool
-	indexed bool // in the user index and wanting ws:client:{id}
+	rooms       map[string]struct{}
+	removed     bool
+	indexed     bool   // in the user index and wanting ws:client:{id}
+	indexedUser string // the user it was indexed as (for presence entries)
 
 	// The rate limiter's bucket; only the reader goroutine touches it.
 	tokens     float64

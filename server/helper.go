@@ -58,8 +58,9 @@ type Helper struct {
 	users   map[string]map[string]*client
 	rooms   map[string]map[string]*client
 
-	stats   counters
-	samples sampler // log sampling of client-caused events
+	stats    counters
+	samples  sampler        // log sampling of client-caused events
+	presence *presenceQueue // nil unless Config.PresenceRooms is set
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
@@ -122,6 +123,12 @@ func New(opts Options) (*Helper, error) {
 		writeTimeout: cfg.WriteTimeout,
 		stats:        &h.stats,
 		spawn:        h.conns.goAlways,
+	}
+	if obs := opts.Observer; obs != nil {
+		h.outEnv.observe = obs.ObserveOutbox
+	}
+	if cfg.PresenceRooms != nil {
+		h.presence = &presenceQueue{wake: make(chan struct{}, 1)}
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
@@ -219,6 +226,11 @@ func (h *Helper) Configure(ctx context.Context) error {
 		// channel (interest and pattern mode subscribe it with the base).
 		h.interest.set(protocol.ChannelControl, true)
 		h.shards.start()
+		// Wait (within Configure's context) for it, so that a fleet-wide
+		// disconnect sent right after start-up reaches this instance.
+		wait, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
+		h.interest.await(wait, []string{protocol.ChannelControl})
+		cancel()
 	} else {
 		ps, err := h.subscribe(ctx)
 		if err != nil {
@@ -233,6 +245,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 	}
 	h.bg.goAlways(h.publishLoop)
 	h.bg.goAlways(h.sweepLoop)
+	if h.presence != nil {
+		h.bg.goAlways(h.presenceLoop)
+	}
 	h.accepting.Store(true)
 	h.log.Info("websocket server configured",
 		zap.String("server_id", h.serverID), zap.String("path", h.cfg.Path))
@@ -516,6 +531,10 @@ func (h *Helper) ctxForCallback() context.Context { return h.ctx }
 
 // callback runs f, recovering a panic; errors and panics are logged once.
 func (h *Helper) callback(name, clientID string, f func() error) (err error) {
+	if obs := h.opts.Observer; obs != nil {
+		start := time.Now()
+		defer func() { obs.ObserveCallback(name, time.Since(start)) }()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			h.stats.callbackPanics.Add(1)

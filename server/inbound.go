@@ -117,6 +117,11 @@ func (h *Helper) route(c *client, msg protocol.Message, decrypted bool) {
 	case protocol.EventRefresh:
 		h.handleRefresh(c, msg)
 		return
+	case protocol.EventPresence:
+		if h.presence != nil {
+			h.handlePresenceRequest(c, msg)
+			return
+		}
 	case protocol.EventEncrypted:
 		if !decrypted && encrypted && h.opts.InboundTransformer != nil {
 			h.handleEncrypted(c, msg)
@@ -285,6 +290,9 @@ func (h *Helper) authenticate(ctx context.Context, c *client, data json.RawMessa
 		h.stats.out.Add(1)
 	}
 	h.stats.authenticated.Add(1)
+	if obs := h.opts.Observer; obs != nil {
+		obs.ObserveConnected(now.Sub(c.connectedAt))
+	}
 	if ce := h.log.Check(zap.DebugLevel, "client authenticated"); ce != nil {
 		ce.Write(zap.String("client_id", c.id), zap.String("user_id", res.UserID))
 	}
@@ -327,6 +335,7 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		set[c.id] = c
 	}
 	c.indexed = true
+	c.indexedUser = userID
 	h.interest.set(protocol.ChannelClient(c.id), true)
 	h.addToRoomLocked(c, c.id)
 	for _, room := range h.cfg.DefaultRooms {

@@ -94,6 +94,9 @@ type outboxEnv struct {
 	// must not block; the Helper counts the goroutine (its reader is
 	// still counted then, so the count cannot have reached zero).
 	spawn func(func())
+	// observe, if set, is told the bytes waiting when a frame is queued
+	// behind others (Observer.ObserveOutbox); called with o.mu held.
+	observe func(bytes int)
 }
 
 // transport is what an outbox writes through: a socket, or a fake in tests.
@@ -191,9 +194,18 @@ func (o *outbox) push(f frame) pushResult {
 		}
 		return pushDropped
 	}
+	o.queueLocked(f)
+	return pushQueued
+}
+
+// queueLocked appends f; o.mu must be held.
+func (o *outbox) queueLocked(f frame) {
+	behind := o.queued > 0 || o.ws != wsIdle
 	o.queue = append(o.queue, f)
 	o.queued += f.size
-	return pushQueued
+	if behind && o.env.observe != nil {
+		o.env.observe(o.queued)
+	}
 }
 
 // pushSystem queues a system frame (an error reply, an ack): plaintext,
@@ -211,8 +223,7 @@ func (o *outbox) pushAlways(f frame) bool {
 	if o.cs != csOpen {
 		return false
 	}
-	o.queue = append(o.queue, f)
-	o.queued += f.size
+	o.queueLocked(f)
 	return true
 }
 

@@ -47,43 +47,54 @@ func (h *Helper) baseSubscriptions() (channels, patterns []string) {
 const receiveTimeout = 15 * time.Second
 
 // subscribe opens the subscription and waits for Redis to confirm the base
-// channels and patterns, retrying until RedisTimeout.
+// channels and patterns. A refusal that no retry can fix
+// (permanentRedisError) ends it at once with a *RedisRefusedError; other
+// failures are logged and retried until RedisTimeout.
 func (h *Helper) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
 	defer cancel()
+	addr := redisconn.Addr(h.rdb)
+	retries := newStartRetries(h, addr, start)
 	channels, patterns := h.baseSubscriptions()
 	ps := h.rdb.Subscribe(ctx)
 	// The channels are recorded even when the command fails, and go-redis
 	// subscribes again on every reconnect.
-	lastErr := ps.Subscribe(ctx, channels...)
+	err := ps.Subscribe(ctx, channels...)
 	if len(patterns) > 0 {
-		lastErr = errors.Join(lastErr, ps.PSubscribe(ctx, patterns...))
+		if perr := ps.PSubscribe(ctx, patterns...); err == nil {
+			err = perr
+		}
 	}
 	pending := toSet(append(append([]string(nil), channels...), patterns...))
 	backoff := 50 * time.Millisecond
 	for len(pending) > 0 {
+		if err != nil && permanentRedisError(err) {
+			_ = ps.Close()
+			return nil, &RedisRefusedError{Addr: addr, Err: err}
+		}
+		if err != nil && ctx.Err() == nil {
+			// After a read timeout the connection is up: wait again at once.
+			weak := isReadTimeout(err)
+			retries.failed(err, weak)
+			if !weak {
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+				backoff = min(backoff*2, time.Second)
+			}
+		}
 		if ctx.Err() != nil {
 			_ = ps.Close()
-			if lastErr == nil {
-				lastErr = ctx.Err()
-			}
 			return nil, fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
-				redisconn.Addr(h.rdb), time.Since(start).Round(time.Millisecond), lastErr)
+				addr, time.Since(start).Round(time.Millisecond), retries.cause(err, ctx.Err()))
 		}
-		msg, err := ps.ReceiveTimeout(ctx, time.Second)
+		var msg any
+		msg, err = ps.ReceiveTimeout(ctx, time.Second)
 		if err != nil {
-			lastErr = err
-			if isTimeout(err) {
-				continue
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-			backoff = min(backoff*2, time.Second)
 			continue
 		}
 		switch m := msg.(type) {
@@ -432,6 +443,9 @@ func (h *Helper) publishPayload(ctx context.Context, channel string, payload []b
 		return fail(ErrNotReady)
 	}
 	req := &publishReq{channel: channel, payload: payload, kind: kind}
+	if h.opts.Observer != nil {
+		req.start = time.Now()
+	}
 	if !h.cfg.AsyncPublish {
 		req.done = make(chan error, 1)
 	}
@@ -497,6 +511,7 @@ type publishReq struct {
 	channel string
 	payload []byte
 	kind    string     // the envelope type, or "control", for logs
+	start   time.Time  // when it was queued, if an Observer wants it
 	done    chan error // nil for asynchronous publishes
 }
 
@@ -611,6 +626,9 @@ func (h *Helper) publishNow(reqs []*publishReq) {
 }
 
 func (h *Helper) finishPublish(r *publishReq, err error) {
+	if obs := h.opts.Observer; obs != nil && !r.start.IsZero() {
+		obs.ObservePublish(time.Since(r.start), err)
+	}
 	if err != nil {
 		h.stats.publishErrors.Add(1)
 		if ce := h.log.Check(zap.WarnLevel, "redis publish failed"); ce != nil {

@@ -230,10 +230,12 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	}
 	set[c.id] = c
 	c.rooms[room] = struct{}{}
+	h.presenceJoinLocked(c, room)
 }
 
 func (h *Helper) removeFromRoomLocked(c *client, room string) {
 	delete(c.rooms, room)
+	h.presenceLeaveLocked(c, room)
 	if set := h.rooms[room]; set != nil {
 		delete(set, c.id)
 		if len(set) == 0 {
@@ -348,8 +350,15 @@ func (h *Helper) ClientsInRoom(room string) []ClientInfo {
 	return h.snapshots(cs)
 }
 
+// RoomSize returns how many local clients are in room.
+func (h *Helper) RoomSize(room string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms[room])
+}
+
 // Rooms returns the names of the rooms with at least one local member,
-// sorted.
+// sorted. Every client's own-id room is among them.
 func (h *Helper) Rooms() []string {
 	h.mu.RLock()
 	out := make([]string, 0, len(h.rooms))

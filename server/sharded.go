@@ -74,25 +74,33 @@ func newShards(h *Helper, cc *redis.ClusterClient) *shards {
 }
 
 // subscribe is Configure's part: it subscribes ws:broadcast on its master and
-// waits for the confirmation, retrying until RedisTimeout. Nothing is
-// started unless it succeeds.
+// waits for the confirmation. A refusal that no retry can fix
+// (permanentRedisError) ends it at once with a *RedisRefusedError; other
+// failures are logged and retried until RedisTimeout. Nothing is started
+// unless it succeeds.
 func (s *shards) subscribe(ctx context.Context) error {
 	h := s.h
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
 	defer cancel()
+	addr := redisconn.Addr(h.rdb)
+	retries := newStartRetries(h, addr, start)
 	backoff := 50 * time.Millisecond
 	for {
-		addr, ps, err := s.trySubscribe(ctx, protocol.ChannelBroadcast)
+		node, ps, err := s.trySubscribe(ctx, protocol.ChannelBroadcast)
 		if err == nil {
-			s.register(addr, ps, protocol.ChannelBroadcast)
+			s.register(node, ps, protocol.ChannelBroadcast)
 			h.subscribed.Store(true)
 			return nil
 		}
+		if permanentRedisError(err) {
+			return &RedisRefusedError{Addr: addr, Err: err}
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
-				redisconn.Addr(h.rdb), time.Since(start).Round(time.Millisecond), err)
+				addr, time.Since(start).Round(time.Millisecond), retries.cause(err, ctx.Err()))
 		}
+		retries.failed(err, false)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -119,7 +127,7 @@ func (s *shards) trySubscribe(ctx context.Context, ch string) (string, *redis.Pu
 				continue
 			}
 			_ = ps.Close()
-			if isRedisError(err) {
+			if isRedisError(err) && !permanentRedisError(err) {
 				// MOVED: the slot map was stale.
 				s.reloadTopology(ctx)
 			}

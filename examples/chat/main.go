@@ -39,6 +39,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
@@ -156,6 +158,15 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}, nil
 }
 
+// newMetrics is the app's own Prometheus registry (served on /metrics):
+// the Go runtime and process collectors, and, because the registry is also
+// provided as the prometheus.Registerer, the component's metrics.
+func newMetrics() (*prometheus.Registry, prometheus.Registerer) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, reg
+}
+
 // appOptions is the whole app. Tests build it with fxtest; main with fx.New.
 func appOptions(cfg config) fx.Option {
 	return fx.Options(
@@ -165,6 +176,7 @@ func appOptions(cfg config) fx.Option {
 			newWebServer,
 			newTokenIssuer,
 			newChat,
+			newMetrics,
 		),
 		fx.WithLogger(func(log *zap.Logger) fxevent.Logger {
 			// fx's wiring report is noise even at debug: keep its errors only.

@@ -331,6 +331,11 @@ func TestPage(t *testing.T) {
 			t.Errorf("GET %s: Content-Security-Policy %q, want %q", tt.path, csp, pageSecurityPolicy)
 		}
 	}
+	// Prometheus metrics, the component's among them.
+	if status, body := h.do(http.MethodGet, "/metrics", "", nil); status != http.StatusOK ||
+		!strings.Contains(string(body), "wscomponent_redis_subscribed 1") || !strings.Contains(string(body), "go_goroutines") {
+		t.Errorf("GET /metrics: status %d, body without the component's and Go's metrics", status)
+	}
 	// The browser's default /favicon.ico lands on the icon (redirect followed).
 	if status, body := h.do(http.MethodGet, "/favicon.ico", "", nil); status != http.StatusOK || !strings.Contains(string(body), "<svg") {
 		t.Errorf("GET /favicon.ico: status %d, body %.40q", status, body)

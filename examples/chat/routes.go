@@ -9,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/server"
@@ -46,10 +48,14 @@ type api struct {
 
 // registerRoutes adds the app's routes to e; the component has added
 // GET /ws already.
-func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *server.Helper) {
+func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *server.Helper, reg *prometheus.Registry) {
 	a := &api{log: log.Named("api"), tokens: t, ws: ws, encrypted: cfg.Encrypt}
 
 	e.GET("/healthz", a.healthz)
+	// Prometheus metrics: the component's (wscomponent_…), Go's and the
+	// process's. In production put it behind your own auth or on an
+	// internal port.
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/readyz", a.readyz)
 
 	g := e.Group("/api", middleware.BodyLimit(apiBodyLimit))

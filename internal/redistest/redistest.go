@@ -1,6 +1,7 @@
 // Package redistest starts real redis-server processes for tests: one server
-// per test (Start), one per test binary (StartMain), a Sentinel watching a
-// server (StartSentinel) and a small Redis Cluster (StartCluster).
+// per test (Start, or StartWith for a password or extra arguments), one per
+// test binary (StartMain), a Sentinel watching a server (StartSentinel) and a
+// small Redis Cluster (StartCluster).
 //
 // Servers listen on free 127.0.0.1 ports, keep nothing on disk (no RDB, no
 // AOF) and are SIGKILLed on cleanup, also when the test fails. Readiness is a
@@ -43,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +97,11 @@ type Server struct {
 	masterName string
 	masterAddr string
 
+	// password, if set, is passed as --requirepass; extra are more
+	// command-line arguments (StartWith).
+	password string
+	extra    []string
+
 	mu      sync.Mutex
 	port    int
 	busPort int // cluster only
@@ -121,6 +128,31 @@ func (e *exitedError) Error() string {
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s := newServer(tb, modeStandalone)
+	if err := s.startFresh(); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// Options are the settings StartWith gives a standalone server. The zero
+// value is what Start runs.
+type Options struct {
+	// Password is set with --requirepass: the default user needs it
+	// (AUTH). Client and URL include it; readiness probes authenticate.
+	// Default: none.
+	Password string
+	// Args are extra redis-server arguments appended to the command line,
+	// e.g. []string{"--databases", "4"}. Default: none.
+	Args []string
+}
+
+// StartWith starts a standalone redis-server configured by opts for tb and
+// stops it when tb's cleanups run, like Start.
+func StartWith(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	s := newServer(tb, modeStandalone)
+	s.password = opts.Password
+	s.extra = append([]string(nil), opts.Args...)
 	if err := s.startFresh(); err != nil {
 		tb.Fatal(err)
 	}
@@ -216,16 +248,27 @@ func (s *Server) addrLocked() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL returns the server as a redis:// URL selecting database 0.
+// URL returns the server as a redis:// URL selecting database 0, with the
+// password of StartWith if there is one.
 func (s *Server) URL() string {
+	if s.password != "" {
+		u := url.URL{Scheme: "redis", User: url.UserPassword("", s.password), Host: s.Addr(), Path: "/0"}
+		return u.String()
+	}
 	return "redis://" + s.Addr() + "/0"
+}
+
+// Password returns the password the server was started with (StartWith),
+// or "".
+func (s *Server) Password() string {
+	return s.password
 }
 
 // Client returns a go-redis client for the server, closed when tb's cleanups
 // run.
 func (s *Server) Client(tb testing.TB) *redis.Client {
 	tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password})
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -333,6 +376,9 @@ func (s *Server) args() []string {
 	if s.mode != modeSentinel {
 		args = append(args, "--save", "", "--appendonly", "no")
 	}
+	if s.password != "" {
+		args = append(args, "--requirepass", s.password)
+	}
 	if s.mode == modeCluster {
 		args = append(args,
 			"--cluster-enabled", "yes",
@@ -341,7 +387,7 @@ func (s *Server) args() []string {
 			"--cluster-port", strconv.Itoa(s.busPort),
 		)
 	}
-	return args
+	return append(args, s.extra...)
 }
 
 func (s *Server) sentinelConfigPath() string {
@@ -392,7 +438,7 @@ func (s *Server) runLocked(deadline time.Time) error {
 
 	addr := s.addrLocked()
 	for {
-		if pingOnce(addr) == nil {
+		if pingAuth(addr, s.password) == nil {
 			return nil
 		}
 		select {
@@ -430,6 +476,12 @@ func (s *Server) tail() string {
 // pingOnce sends one RESP PING to addr and expects +PONG. It speaks the
 // protocol directly so that readiness probes start no client goroutines.
 func pingOnce(addr string) error {
+	return pingAuth(addr, "")
+}
+
+// pingAuth is pingOnce that first sends AUTH password (and expects +OK)
+// when password is not empty.
+func pingAuth(addr, password string) error {
 	conn, err := net.DialTimeout("tcp", addr, probeTimeout)
 	if err != nil {
 		return err
@@ -438,10 +490,24 @@ func pingOnce(addr string) error {
 	if err := conn.SetDeadline(time.Now().Add(probeTimeout)); err != nil {
 		return err
 	}
+	r := bufio.NewReader(conn)
+	if password != "" {
+		auth := fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+		if _, err := io.WriteString(conn, auth); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line != "+OK\r\n" {
+			return fmt.Errorf("redistest: AUTH answered %q", strings.TrimSpace(line))
+		}
+	}
 	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n"); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}

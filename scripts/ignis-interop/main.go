@@ -11,10 +11,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +40,7 @@ var (
 	settle       = flag.Duration("settle", 400*time.Millisecond, "how long to collect frames after each trigger")
 	probeShut    = flag.Bool("probe-shutdown", false, "only: connect one authenticated client to Ignis, print PROBE_READY, and report how it is closed (the runner then stops Bun)")
 	skipTimeouts = flag.Bool("skip-timeouts", false, "skip the auth/heartbeat timeout comparisons")
+	ignisLog     = flag.String("ignis-log", "", "the Ignis server's log file (run.sh passes it); if set, what Ignis logs during the fleet-wide disconnect checks must hold no error and no mention of ws:control")
 )
 
 // ---------------------------------------------------------------- results
@@ -619,6 +622,8 @@ func main() {
 	// the unauthenticated clients' frames (expected: nothing but a close on auth timeout)
 	fmt.Printf("frames seen by unauthenticated clients: ignis=%v ours=%v\n", frameTexts(UI.take()), frameTexts(UO.take()))
 
+	disconnectChecks(ctx, h, em, &cp, ourWS)
+
 	fmt.Println("\n-- Redis envelopes (channel  payload) for the same operations")
 	cp.take()
 	envelope := func(label string, f func()) {
@@ -856,6 +861,223 @@ func main() {
 	if failures > 0 {
 		os.Exit(1)
 	}
+}
+
+// ---------------------------------------------------------------- fleet-wide disconnect
+
+// disconnectChecks: a user with one session on each server; our fleet-wide
+// disconnects (SPEC §9.2, a control message on ws:control) close our session
+// and leave the Ignis one alone, since Ignis subscribes only ws:broadcast and
+// ws:room:*, ws:client:*, ws:user:* and never sees ws:control. Each case uses
+// a fresh user, room and pair of sessions.
+func disconnectChecks(ctx context.Context, h *server.Helper, em *emitter.Emitter, cp *capture, ourWS string) {
+	fmt.Println("\n-- fleet-wide disconnect (ws:control): closes our sessions, Ignis must ignore it")
+	logFrom := int64(-1)
+	if *ignisLog != "" {
+		if fi, err := os.Stat(*ignisLog); err == nil {
+			logFrom = fi.Size()
+		}
+	}
+	type dcCase struct {
+		name       string
+		d          server.Disconnect
+		closesOurs bool   // the target includes our session of the user
+		by         string // serverId expected on the control message
+		// target is "user" or "client" (the Ignis session's id)
+		target  string
+		trigger func(user, ignisID string, d server.Disconnect) error
+	}
+	cases := []dcCase{
+		{"ours DisconnectUser", server.Disconnect{Code: 4010, Reason: "Logged out"}, true, h.ServerID(), "user",
+			func(user, _ string, d server.Disconnect) error { return h.DisconnectUser(ctx, user, d) }},
+		{"go emitter DisconnectUser", server.Disconnect{Code: 4020, Reason: "Password changed"}, true, "emitter", "user",
+			func(user, _ string, d server.Disconnect) error { return em.DisconnectUser(ctx, user, d) }},
+		{"ours DisconnectClient(<Ignis client id>)", server.Disconnect{Code: 4030, Reason: "Kicked"}, false, h.ServerID(), "client",
+			func(_, id string, d server.Disconnect) error { return h.DisconnectClient(ctx, id, d) }},
+	}
+	var opened []*client
+	for i, dc := range cases {
+		user, room := fmt.Sprintf("ud%d", i+1), fmt.Sprintf("dc%d", i+1)
+		di := dial("DI(ignis,"+user+")", *ignisWS)
+		do := dial("DO(ours,"+user+")", ourWS)
+		opened = append(opened, di, do)
+		di.authenticate(user)
+		do.authenticate(user)
+		for _, c := range []*client{di, do} {
+			c.heartbeat(*hbInterval / 2)
+			c.sendRaw(fmt.Sprintf(`{"event":"join","data":{"rooms":[%q]}}`, room))
+		}
+		time.Sleep(300 * time.Millisecond)
+		di.take()
+		do.take()
+		cp.take()
+
+		name := dc.name + " [" + user + "]"
+		if err := dc.trigger(user, di.id, dc.d); err != nil {
+			fail(name, "error: %v", err)
+			continue
+		}
+		if dc.closesOurs {
+			do.waitClosed(3 * time.Second)
+		}
+		time.Sleep(*settle)
+
+		// The control message went out on Redis, where the Ignis server
+		// could have seen it (ours closes its local session without Redis).
+		wantTarget := user
+		if dc.target == "client" {
+			wantTarget = di.id
+		}
+		var ctl []string
+		for _, m := range cp.take() {
+			if p, ok := strings.CutPrefix(m, "ws:control  "); ok {
+				ctl = append(ctl, p)
+			}
+		}
+		if len(ctl) != 1 {
+			fail(name+": one message on ws:control", "got %d: %v", len(ctl), ctl)
+		} else {
+			var m struct {
+				ServerID string `json:"serverId"`
+				Type     string `json:"type"`
+				User     string `json:"user"`
+				Client   string `json:"client"`
+				Code     int    `json:"code"`
+				Reason   string `json:"reason"`
+			}
+			err := json.Unmarshal([]byte(ctl[0]), &m)
+			got := map[string]string{"user": m.User, "client": m.Client}[dc.target]
+			if err != nil || m.ServerID != dc.by || m.Type != "disconnect" || got != wantTarget || m.Code != dc.d.Code || m.Reason != dc.d.Reason {
+				fail(name+": one message on ws:control", "%s (err %v)", ctl[0], err)
+			} else {
+				pass(name+": one message on ws:control", "%s", ctl[0])
+			}
+		}
+
+		// Our session: closed with the given code and reason, or untouched
+		// when the target was the Ignis client's id.
+		do.mu.Lock()
+		closed, code, reason := do.closed, do.code, do.reason
+		do.mu.Unlock()
+		switch {
+		case dc.closesOurs && closed && code == dc.d.Code && reason == dc.d.Reason:
+			pass(name+": our session closed", "%s", do.closeInfo())
+		case dc.closesOurs:
+			fail(name+": our session closed", "want close %d %q, got %s", dc.d.Code, dc.d.Reason, do.closeInfo())
+		case !closed:
+			if fs := do.take(); len(fs) > 0 {
+				fail(name+": our session (not the target) untouched", "frames %v", frameTexts(fs))
+			} else {
+				pass(name+": our session (not the target) untouched", "open, no frame")
+			}
+		default:
+			fail(name+": our session (not the target) untouched", "%s", do.closeInfo())
+		}
+
+		// The Ignis session: no frame, no close, still authenticated in its room.
+		fs := di.take()
+		state, listed := "not listed by /clients", false
+		for _, ic := range ignisClients() {
+			if ic.ID == di.id {
+				state = fmt.Sprintf("%s in %v", ic.State, ic.Rooms)
+				listed = ic.State == "authenticated" && slices.Contains(ic.Rooms, room)
+			}
+		}
+		if info := di.closeInfo(); len(fs) > 0 || info != "open" || !listed {
+			fail(name+": Ignis session untouched", "%s; frames %v; Ignis: %s", info, frameTexts(fs), state)
+		} else {
+			pass(name+": Ignis session untouched", "open, no frame; Ignis: %s", state)
+		}
+
+		// And it still works: our publishes to the user and to the room reach it.
+		stillOurs := 0
+		if !dc.closesOurs {
+			stillOurs = 1
+		}
+		all := []*client{di, do}
+		deliver(name+": then ours PublishToUser", want{di: 1, do: stillOurs}, all, func(ev string) error {
+			return h.PublishToUser(ctx, user, ev, map[string]any{"after": dc.name})
+		})
+		deliver(name+": then ours PublishToRoom("+room+")", want{di: 1, do: stillOurs}, all, func(ev string) error {
+			return h.PublishToRoom(ctx, room, ev, map[string]any{"after": dc.name})
+		})
+	}
+	// No Ignis session was closed later either (deliver fails when one is
+	// closed before a publish; this covers the end).
+	var ignisOpen, ignisGone []string
+	for _, c := range opened {
+		if strings.HasPrefix(c.name, "DI(") {
+			if info := c.closeInfo(); info == "open" {
+				ignisOpen = append(ignisOpen, c.name)
+			} else {
+				ignisGone = append(ignisGone, c.name+" "+info)
+			}
+		}
+	}
+	if len(ignisGone) > 0 || len(ignisOpen) != len(cases) {
+		fail("Ignis sessions still open at the end", "open %v; closed %v", ignisOpen, ignisGone)
+	} else {
+		pass("Ignis sessions still open at the end", "%s", strings.Join(ignisOpen, ", "))
+	}
+	for _, c := range opened {
+		c.close()
+	}
+
+	// Ignis must not have noticed: nothing it logged meanwhile is an error
+	// or names ws:control (an Ignis that received a control message would
+	// log "Invalid Redis message shape | channel: ws:control").
+	const logCheck = "Ignis log during these checks: no error, no ws:control"
+	switch {
+	case *ignisLog == "":
+		fmt.Printf("SKIP  %-58s %s\n", logCheck, "no -ignis-log given (run.sh passes it)")
+	case logFrom < 0:
+		fail(logCheck, "cannot read %s", *ignisLog)
+	default:
+		time.Sleep(300 * time.Millisecond) // let Bun's writes land
+		bad, n, err := logErrorsSince(*ignisLog, logFrom)
+		switch {
+		case err != nil:
+			fail(logCheck, "%v", err)
+		case len(bad) > 0:
+			fail(logCheck, "%d of %d lines:\n        %s", len(bad), n, strings.Join(bad, "\n        "))
+		default:
+			pass(logCheck, "%d lines logged, none an error or about ws:control (%s)", n, *ignisLog)
+		}
+	}
+}
+
+var (
+	reANSI     = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+	reLogError = regexp.MustCompile(`(?i)ws:control|\] error:|uncaughtException|unhandled`)
+)
+
+// logErrorsSince returns the lines of the log file written after offset
+// that are errors or mention ws:control, and how many lines there were.
+func logErrorsSince(path string, offset int64) ([]string, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, 0, err
+	}
+	var bad []string
+	n := 0
+	for _, line := range strings.Split(reANSI.ReplaceAllString(string(b), ""), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		n++
+		if reLogError.MatchString(line) {
+			bad = append(bad, line)
+		}
+	}
+	return bad, n, nil
 }
 
 var (

@@ -18,6 +18,14 @@ fi
 cp "$here/ignis-server.ts" "$work/ignis-server.ts"
 bun="$work/node_modules/@oven/bun-linux-x64/bin/bun"
 
+# Another Redis on the port would answer the pings below (with NOAUTH, say)
+# while ours fails to bind; refuse rather than run against it.
+for p in "$redis_port" "$ignis_port"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		echo "run.sh: 127.0.0.1:$p is already in use; set REDIS_PORT / IGNIS_PORT to free ports" >&2
+		exit 2
+	fi
+done
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
 	--daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
 bun_pid=""
@@ -46,7 +54,7 @@ for routing in interest pattern; do
 	(cd "$repo" && go run ./scripts/ignis-interop \
 		-ignis "ws://127.0.0.1:$ignis_port/ws" -ignis-http "http://127.0.0.1:$ignis_port" \
 		-redis "redis://127.0.0.1:$redis_port" -routing "$routing" \
-		-auth-timeout 1s -hb-interval 1s -hb-timeout 2500ms "${@:2}") || rc=1
+		-auth-timeout 1s -hb-interval 1s -hb-timeout 2500ms -ignis-log "$work/ignis.log" "${@:2}") || rc=1
 	echo
 done
 # Ignis' shutdown close code, seen by a client while Bun stops.
