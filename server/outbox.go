@@ -10,7 +10,8 @@ import (
 
 // The outbox is the write side of one connection: the frames on their way
 // to the client and the only code that writes to its socket. Nothing else
-// reads or changes its fields; every method takes and releases o.mu itself.
+// reads or changes its fields; a method that locks o.mu unlocks it before
+// returning (helpers named …Locked are called with it held).
 //
 // Who writes is one of three things (writeState):
 //
@@ -24,11 +25,12 @@ import (
 //	         the rest, at most WriteTimeout per write, and writes whatever
 //	         else comes until nothing is ready.
 //
-//	idle    --flush: a frame is ready-->                 writing
-//	writing --nothing more is ready-->                    idle
-//	writing --the socket took part or nothing: start the writer--> parked
-//	parked  --nothing more is ready-->                    idle
-//	any     --a write fails-->                            idle (and closed)
+//	idle    --flush finds a frame ready-->       writing
+//	writing --nothing more is ready-->           idle
+//	writing --the socket took part or nothing,
+//	          or more keeps coming (maxDirectFlights): start the writer--> parked
+//	parked  --nothing more is ready-->           idle
+//	any     --a write fails, or stop-->          idle (and closed)
 //
 // How far closing has gone is the other half (closeState):
 //
