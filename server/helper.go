@@ -91,6 +91,10 @@ func New(opts Options) (*Helper, error) {
 		return nil, fmt.Errorf("server: RedisRouting %q: want %q, %q or %q",
 			cfg.RedisRouting, RoutingInterest, RoutingPattern, RoutingSharded)
 	}
+	if cfg.HistoryFor != nil && cfg.RedisRouting == RoutingSharded {
+		return nil, errors.New("server: HistoryFor is not available with RedisRouting sharded " +
+			"(a history publish is a script whose PUBLISH sharded subscribers do not see)")
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = zap.NewNop()
