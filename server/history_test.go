@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -336,4 +335,3 @@ func BenchmarkPublishHistory(b *testing.B) {
 	}
 }
 
-var _ = strconv.Itoa
