@@ -103,6 +103,9 @@ type client struct {
 	// recovering holds, per history room being recovered for the client,
 	// the live messages that arrived meanwhile (see recoverRoom).
 	recovering map[string][]*message
+	// floors holds, per recovered room, the last replayed stream id until a
+	// newer live message arrives: live copies at or below it are dropped.
+	floors map[string]streamID
 	closing       bool
 	pending       bool // counted in Helper.pending until authenticated or gone
 	queue         []frame

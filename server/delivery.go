@@ -156,15 +156,9 @@ func (h *Helper) deliverWith(m *message, recipients []*client, exclude map[strin
 			c.mu.Unlock()
 			continue
 		}
-		if m.room != "" && !replay && c.recovering != nil {
-			if held, ok := c.recovering[m.room]; ok {
-				// The room is being recovered for c: recoverRoom delivers
-				// this after the replay, or drops it as replayed.
-				c.recovering[m.room] = append(held, m)
-				c.mu.Unlock()
-				delivered++
-				continue
-			}
+		if m.room != "" && !replay && (c.recovering != nil || c.floors != nil) && c.holdOrDropLocked(m) {
+			c.mu.Unlock()
+			continue
 		}
 		var slot *pendingFrame
 		f := frame{kind: frameShared, size: len(m.frame), msg: m}

@@ -61,6 +61,7 @@ type Helper struct {
 	stats    counters
 	samples  sampler        // log sampling of client-caused events
 	presence *presenceQueue // nil unless Config.PresenceRooms is set
+	hist     historyState   // per history room, the last offset delivered here
 }
 
 // New builds a Helper from opts. It checks the options but does not touch

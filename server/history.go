@@ -162,9 +162,12 @@ func (h *Helper) historySince(ctx context.Context, room, since string) (msgs []H
 	// not record the largest trimmed id, so an offset that is exactly the
 	// last trimmed entry also counts as lost: the client reloads once more
 	// than needed, never less.)
-	info := infoCmd.Val()
-	trimmed := info.EntriesAdded > info.Length
-	first, haveFirst := parseStreamID(info.FirstEntry.ID)
+	var trimmed, haveFirst bool
+	var first streamID
+	if info := infoCmd.Val(); info != nil { // nil: no stream
+		trimmed = info.EntriesAdded > info.Length
+		first, haveFirst = parseStreamID(info.FirstEntry.ID)
+	}
 	start := "-"
 	recovered = true
 	if since != "" {
@@ -257,6 +260,15 @@ func (h *Helper) releaseRoom(c *client, room string, last streamID, haveLast boo
 				if len(c.recovering) == 0 {
 					c.recovering = nil
 				}
+				if haveLast {
+					// The replay may be ahead of the live stream: live
+					// copies of replayed messages can still be on their
+					// way. Drop them until the stream passes the replay.
+					if c.floors == nil {
+						c.floors = map[string]streamID{}
+					}
+					c.floors[room] = last
+				}
 			}
 			c.mu.Unlock()
 			return
@@ -290,4 +302,27 @@ func decodeSince(data json.RawMessage) (map[string]string, bool) {
 		return nil, false
 	}
 	return since, true
+}
+
+// holdOrDropLocked applies a recovery to a live history-room message for c
+// (c.mu held): it is held back while the room is being recovered, or
+// dropped when a replay already gave it; it reports whether either
+// happened.
+func (c *client) holdOrDropLocked(m *message) bool {
+	if held, ok := c.recovering[m.room]; ok {
+		c.recovering[m.room] = append(held, m)
+		return true
+	}
+	floor, ok := c.floors[m.room]
+	if !ok {
+		return false
+	}
+	if _, id, ok := parseOffset(m.offset); ok && !floor.less(id) {
+		return true
+	}
+	delete(c.floors, m.room) // the live stream has passed the replay
+	if len(c.floors) == 0 {
+		c.floors = nil
+	}
+	return false
 }

@@ -200,17 +200,8 @@ func TestRecoveryWhilePublishingHasNoGapAndNoDuplicate(t *testing.T) {
 	_ = c.Conn.Close()
 
 	const total = 600
-	var next sync.Mutex
+	var next sync.Mutex // held across taking a number and publishing it
 	n := 0
-	take := func() (int, bool) {
-		next.Lock()
-		defer next.Unlock()
-		if n >= total {
-			return 0, false
-		}
-		n++
-		return n, true
-	}
 	// Two publishers share one sequence: a server and an emitter, so
 	// their appends interleave in the stream.
 	published := make(chan struct{})
@@ -223,11 +214,15 @@ func TestRecoveryWhilePublishingHasNoGapAndNoDuplicate(t *testing.T) {
 	} {
 		wg.Go(func() {
 			for {
-				i, ok := take()
-				if !ok {
+				// Take the next number and publish it in one step, so
+				// the shared sequence is the stream's order.
+				next.Lock()
+				if n >= total {
+					next.Unlock()
 					return
 				}
-				next.Lock() // keep the shared sequence in publish order
+				n++
+				i := n
 				err := pub(i)
 				next.Unlock()
 				if err != nil {
@@ -250,15 +245,21 @@ func TestRecoveryWhilePublishingHasNoGapAndNoDuplicate(t *testing.T) {
 	}
 	<-published
 	got := make([]int, 0, total)
+	offsets := make([]string, 0, total)
 	for _, f := range replayed {
 		got = append(got, seqOf(t, f))
+		offsets = append(offsets, f.Offset)
 	}
 	for len(got) < total {
-		got = append(got, seqOf(t, c2.nextHistory()))
+		f := c2.nextHistory()
+		got = append(got, seqOf(t, f))
+		offsets = append(offsets, f.Offset)
 	}
 	for i, v := range got {
 		if v != i+1 {
-			t.Fatalf("message %d is n=%d (replayed %d): gap, duplicate or reorder", i, v, len(replayed))
+			lo := max(0, i-3)
+			t.Fatalf("message %d is n=%d (replayed %d): gap, duplicate or reorder; around it: %v %v",
+				i, v, len(replayed), got[lo:min(len(got), i+3)], offsets[lo:min(len(got), i+3)])
 		}
 	}
 	c2.Probe()

@@ -190,6 +190,14 @@ type Config struct {
 	// must be fast and pure. nil (default): no history.
 	HistoryFor func(room string) (size int, ttl time.Duration) `json:"-"`
 
+	// GapNotice sends every authenticated local client
+	// {"event":"gap","data":{"from","to"}} (RFC 3339) after this instance's
+	// Redis subscription comes back from an outage, so clients can refetch
+	// state: what was published meanwhile to plain rooms, users, clients
+	// and broadcasts did not reach this instance (history rooms are caught
+	// up instead). Default false, so Ignis clients see nothing new.
+	GapNotice bool `json:"gapNotice,omitempty"`
+
 	// PresenceEvents sends the members of a presence room
 	// {"event":"presence","data":{"room","action":"join"|"leave","clientId","userId"}}
 	// when a client joins or leaves it, on any instance. Default false.

@@ -177,12 +177,15 @@ func (h *Helper) markUp() {
 	if h.subscribed.Load() {
 		return
 	}
-	gap := time.Duration(time.Now().UnixNano() - h.redisDownSince.Swap(0))
+	now := time.Now()
+	since := h.redisDownSince.Swap(0)
+	gap := time.Duration(now.UnixNano() - since)
 	h.stats.redisDowntime.Add(int64(gap))
 	h.stats.redisLastGap.Store(int64(gap))
 	h.subscribed.Store(true)
 	h.stats.redisResubscribes.Add(1)
 	h.log.Info("redis subscriptions restored", zap.Duration("gap", gap))
+	h.afterGap(time.Unix(0, since), now)
 }
 
 // interest is the set of channels interest mode wants subscribed. Index
@@ -380,6 +383,14 @@ func (h *Helper) handleEnvelope(payload string) {
 	if err != nil {
 		h.stats.redisMalformed.Add(1)
 		return
+	}
+	if m.offset != "" {
+		if h.RoomSize(m.room) == 0 {
+			return // nobody here: nothing to deliver or to catch up later
+		}
+		if !h.hist.admit(m) {
+			return // delivered already, or held back for a catch-up
+		}
 	}
 	exclude := toSet(env.Exclude)
 	switch env.Type {

@@ -157,6 +157,13 @@ func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
 		h.interest.await(ctx, chans)
 		cancel()
 	}
+	if h.cfg.HistoryFor != nil && len(joined) > 0 && h.subscribed.Load() {
+		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
+		for _, r := range joined {
+			h.seedHistory(ctx, r)
+		}
+		cancel()
+	}
 	if len(recover) > 0 {
 		h.finishRecovery(c, msg, joined, refused, recover, since)
 		return
@@ -323,6 +330,7 @@ func (h *Helper) removeFromRoomLocked(c *client, room string) {
 		if len(set) == 0 {
 			delete(h.rooms, room)
 			h.interest.set(protocol.ChannelRoom(room), false)
+			h.hist.forget(room)
 		}
 	}
 }

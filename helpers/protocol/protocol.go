@@ -91,7 +91,20 @@ const (
 	// (C→S, answered by an ack) and a join/leave notice (S→C, with
 	// Config.PresenceEvents).
 	EventPresence = "presence"
+	// EventGap (S→C, with Config.GapNotice) says that messages may have
+	// been lost between From and To because this server's Redis
+	// subscription was down; EventRecovery (S→C) says, per history room,
+	// that the server could not recover what its members missed
+	// ({"recovered":{room:false}}, as in a join's ack).
+	EventGap      = "gap"
+	EventRecovery = "recovery"
 )
+
+// GapData is the payload of a gap event: RFC 3339 times in UTC.
+type GapData struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
 
 // Presence keys (Redis keys, not channels: Ignis never sees them).
 const (
