@@ -53,7 +53,7 @@ type shards struct {
 	// running is set once Start has succeeded: nodes created from then on
 	// get their receive loop at once.
 	running bool
-	nodes  map[string]*shardNode // by node address
+	nodes   map[string]*shardNode // by node address
 	// assigned is the node each subscribed channel is subscribed on; a
 	// message for a channel that is not assigned to the node that received
 	// it is dropped, so a stale subscription cannot deliver twice.
