@@ -117,9 +117,10 @@ type client struct {
 	finished      bool          // reading has ended
 
 	// rooms and removed are guarded by h.mu, the index lock.
-	rooms   map[string]struct{}
-	removed bool
-	indexed bool // in the user index and wanting ws:client:{id}
+	rooms       map[string]struct{}
+	removed     bool
+	indexed     bool   // in the user index and wanting ws:client:{id}
+	indexedUser string // the user it was indexed as (for presence entries)
 
 	done chan struct{} // closed when reading has ended
 	wake chan struct{} // wakes the parked writer

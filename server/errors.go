@@ -10,6 +10,9 @@ var (
 	// ErrLocalBusWithRedis: both Options.LocalBus and Options.Redis are set.
 	ErrLocalBusWithRedis = errors.New("server: Options.LocalBus and Options.Redis are both set: " +
 		"choose one (the local bus serves one instance without Redis)")
+	// ErrPresenceNeedsRedis: PresenceRooms is set with Options.LocalBus;
+	// presence is kept in Redis.
+	ErrPresenceNeedsRedis = errors.New("server: Config.PresenceRooms needs Redis (Options.Redis): the local bus keeps no presence")
 	// ErrNoAuthenticate: Options.Authenticate is nil.
 	ErrNoAuthenticate = errors.New("server: no authenticate handler: set Options.Authenticate (in fx, provide the authenticate-handler binding)")
 	// ErrEncryptionSetup: RequireEncryption without a handshake or transformer.

@@ -34,6 +34,14 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(envPresenceChild) != "" {
+		// Started by TestPresenceOfAKilledInstanceVanishes; runs until killed.
+		if err := presenceChildProcess(); err != nil {
+			fmt.Fprintln(os.Stderr, "presence child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
@@ -28,6 +29,10 @@ type Helper struct {
 	opts     Options
 	log      *zap.Logger
 	serverID string
+	// rdb is the Redis connection (nil on the local bus). Only presence
+	// uses it directly (a key-value store, not Pub/Sub); messages go
+	// through bus.
+	rdb      redis.UniversalClient
 	upgrader websocket.Upgrader
 	// bus carries messages to and from the other instances; the server
 	// does not know which mode it runs (see newBus).
@@ -57,8 +62,9 @@ type Helper struct {
 	users   map[string]map[string]*client
 	rooms   map[string]map[string]*client
 
-	stats   counters
-	samples sampler // log sampling of client-caused events
+	stats    counters
+	samples  sampler        // log sampling of client-caused events
+	presence *presenceQueue // nil unless Config.PresenceRooms is set
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
@@ -72,6 +78,8 @@ func New(opts Options) (*Helper, error) {
 		return nil, ErrLocalBusWithRedis
 	case opts.Redis == nil && !opts.LocalBus:
 		return nil, ErrNoRedis
+	case opts.LocalBus && opts.PresenceRooms != nil:
+		return nil, ErrPresenceNeedsRedis
 	}
 	if opts.Authenticate == nil {
 		return nil, ErrNoAuthenticate
@@ -95,6 +103,7 @@ func New(opts Options) (*Helper, error) {
 		opts:     opts,
 		log:      logger.Named(cfg.Identifier),
 		serverID: uuid.NewString(),
+		rdb:      opts.Redis,
 		startSem: make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 		clients:  make(map[string]*client),
@@ -110,6 +119,9 @@ func New(opts Options) (*Helper, error) {
 		return nil, err
 	}
 	h.bus = b
+	if cfg.PresenceRooms != nil {
+		h.presence = &presenceQueue{wake: make(chan struct{}, 1)}
+	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.WriteTimeout,
 		ReadBufferSize:    readBufferSize,
@@ -229,6 +241,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 	// Shutdown may have begun meanwhile: it then owns the bus (and has
 	// stopped bg, so tryGo refuses).
 	if !h.bg.tryGo(h.sweepLoop) || !h.state.CompareAndSwap(stateStarting, stateRunning) {
+		return ErrClosed
+	}
+	if h.presence != nil && !h.bg.tryGo(h.presenceLoop) {
 		return ErrClosed
 	}
 	h.accepting.Store(true)

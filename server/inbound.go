@@ -117,6 +117,11 @@ func (h *Helper) route(c *client, msg protocol.Message, decrypted bool) {
 	case protocol.EventRefresh:
 		h.handleRefresh(c, msg)
 		return
+	case protocol.EventPresence:
+		if h.presence != nil {
+			h.handlePresenceRequest(c, msg)
+			return
+		}
 	case protocol.EventEncrypted:
 		if !decrypted && encrypted && h.opts.InboundTransformer != nil {
 			h.handleEncrypted(c, msg)
@@ -328,6 +333,7 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		set[c.id] = c
 	}
 	c.indexed = true
+	c.indexedUser = userID
 	h.bus.Want(protocol.ChannelClient(c.id))
 	h.addToRoomLocked(c, c.id)
 	for _, room := range h.cfg.DefaultRooms {

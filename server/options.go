@@ -179,6 +179,22 @@ type Config struct {
 	// LogSampleBurst is how many lines of one kind an interval writes.
 	// Default 5.
 	LogSampleBurst int `json:"logSampleBurst,omitempty"`
+
+	// PresenceRooms turns fleet-wide presence on for the rooms it returns
+	// true for (SPEC §9.4): each instance records its members of such rooms
+	// in Redis (hash ws:presence:{room}), so Helper.Presence answers for
+	// the whole fleet and members may ask with a "presence" request. It is
+	// called from the presence worker, never with a lock held, and must be
+	// fast and pure. nil (default): presence off.
+	PresenceRooms func(room string) bool `json:"-"`
+	// PresenceEvents sends the members of a presence room
+	// {"event":"presence","data":{"room","action":"join"|"leave","clientId","userId"}}
+	// when a client joins or leaves it, on any instance. Default false.
+	PresenceEvents bool `json:"presenceEvents,omitempty"`
+	// PresenceRefresh is how often an instance renews its liveness key and
+	// rewrites its presence entries; the entries of an instance that died
+	// disappear within twice this. Default 10s.
+	PresenceRefresh time.Duration `json:"presenceRefresh,omitempty"`
 }
 
 // Bool returns a pointer to v, for Config.SendPings.
@@ -312,6 +328,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogSampleInterval <= 0 {
 		c.LogSampleInterval = protocol.DefaultLogSampleInterval
+	}
+	if c.PresenceRefresh <= 0 {
+		c.PresenceRefresh = protocol.DefaultPresenceRefresh
 	}
 	if c.LogSampleBurst <= 0 {
 		c.LogSampleBurst = protocol.DefaultLogSampleBurst

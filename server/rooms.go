@@ -231,10 +231,12 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	}
 	set[c.id] = c
 	c.rooms[room] = struct{}{}
+	h.presenceJoinLocked(c, room)
 }
 
 func (h *Helper) removeFromRoomLocked(c *client, room string) {
 	delete(c.rooms, room)
+	h.presenceLeaveLocked(c, room)
 	if set := h.rooms[room]; set != nil {
 		delete(set, c.id)
 		if len(set) == 0 {

@@ -22,7 +22,7 @@ type counters struct {
 	rateLimited, refusedPending                   atomic.Uint64
 	controlReceived, controlMalformed             atomic.Uint64
 	sessionsExpired, refreshes, refreshFailures   atomic.Uint64
-	logSuppressed                                 atomic.Uint64
+	logSuppressed, presenceErrors                 atomic.Uint64
 	redisDowntime, redisLastGap                   atomic.Int64
 }
 
@@ -83,6 +83,9 @@ type Stats struct {
 	// LogLinesSuppressed counts log lines left out by sampling (each
 	// interval's summary line says how many of which kind).
 	LogLinesSuppressed uint64 `json:"logLinesSuppressed"`
+	// PresenceErrors counts presence writes and refreshes Redis refused
+	// (the next refresh repairs them).
+	PresenceErrors uint64 `json:"presenceErrors"`
 }
 
 // Stats returns a snapshot. It takes every client's lock briefly, so call it
@@ -119,6 +122,7 @@ func (h *Helper) Stats() Stats {
 		Refreshes:          h.stats.refreshes.Load(),
 		RefreshFailures:    h.stats.refreshFailures.Load(),
 		LogLinesSuppressed: h.stats.logSuppressed.Load(),
+		PresenceErrors:     h.stats.presenceErrors.Load(),
 	}
 	h.mu.RLock()
 	s.Users = len(h.users)

@@ -83,7 +83,43 @@ const (
 	EventSessionExpiring = "session-expiring"
 	EventRefresh         = "refresh"
 	EventRefreshed       = "refreshed"
+	// EventPresence is a member's request for a presence room's entries
+	// (C→S, answered by an ack) and a join/leave notice (S→C, with
+	// Config.PresenceEvents).
+	EventPresence = "presence"
 )
+
+// Presence keys (Redis keys, not channels: Ignis never sees them).
+const (
+	// KeyPresencePrefix + room is the hash clientId → PresenceEntry JSON.
+	KeyPresencePrefix = "ws:presence:"
+	// KeyAlivePrefix + serverId exists while that instance lives.
+	KeyAlivePrefix = "ws:alive:"
+)
+
+// PresenceEntry is one member of a presence room, fleet-wide.
+type PresenceEntry struct {
+	ClientID string `json:"clientId"`
+	UserID   string `json:"userId"`
+	ServerID string `json:"serverId"`
+	JoinedAt string `json:"joinedAt"` // RFC 3339 with milliseconds, UTC
+}
+
+// PresenceEvent is the data of a presence notice.
+type PresenceEvent struct {
+	Room     string `json:"room"`
+	Action   string `json:"action"` // "join" or "leave"
+	ClientID string `json:"clientId"`
+	UserID   string `json:"userId"`
+}
+
+// PresenceAck answers a presence request.
+type PresenceAck struct {
+	Event   string          `json:"event"` // "presence"
+	Room    string          `json:"room"`
+	Clients []PresenceEntry `json:"clients"`
+	Users   int             `json:"users"`
+}
 
 // IsSystemEvent reports whether event is reserved by the protocol and so never
 // reaches the application's message handler.
@@ -194,6 +230,7 @@ const (
 	DefaultRefreshWindow         = 30 * time.Second
 	DefaultLogSampleInterval     = 10 * time.Second
 	DefaultLogSampleBurst        = 5
+	DefaultPresenceRefresh       = 10 * time.Second
 	// MaxIDLength is the longest "id" a client frame may carry.
 	MaxIDLength = 64
 )
