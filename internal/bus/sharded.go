@@ -120,6 +120,10 @@ func (s *shards) Start(ctx context.Context, handler Handler) error {
 	}
 	s.mu.Lock()
 	if s.closed {
+		// Close ran while subscribe registered its node: close it here.
+		for _, n := range s.nodes {
+			_ = n.ps.Close()
+		}
 		s.mu.Unlock()
 		return ErrClosed
 	}
