@@ -134,10 +134,20 @@ func (h *Helper) handleEnvelope(payload []byte) {
 		h.log.Warn("malformed redis message dropped", zap.Error(err), zap.Int("bytes", len(payload)))
 		return
 	}
-	if env.ServerID == h.serverID {
+	var x frameExtra
+	if env.Offset != "" {
+		// A history-room message: every instance delivers it from here,
+		// the one that published it too, so all see stream order.
+		if _, _, ok := parseOffset(env.Offset); !ok || env.Type != protocol.TypeRoom {
+			h.stats.redisMalformed.Add(1)
+			h.log.Warn("malformed redis message dropped", zap.String("offset", env.Offset))
+			return
+		}
+		x = frameExtra{room: env.Target, offset: env.Offset}
+	} else if env.ServerID == h.serverID {
 		return
 	}
-	m, err := newRawMessage(env.Event, env.Data)
+	m, err := newFrame(env.Event, env.Data, x)
 	if err != nil {
 		h.stats.redisMalformed.Add(1)
 		return

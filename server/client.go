@@ -100,6 +100,9 @@ type client struct {
 	sessionGen    uint64 // bumped whenever the timer is re-armed
 	expiryNoticed bool   // session-expiring was sent for expiresAt
 	refreshing    bool   // a refresh request is being decided
+	// recovering holds, per history room being recovered for the client,
+	// the live messages that arrived meanwhile (see recoverRoom).
+	recovering map[string][]*message
 	closing       bool
 	pending       bool // counted in Helper.pending until authenticated or gone
 	queue         []frame

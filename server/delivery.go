@@ -19,6 +19,8 @@ type message struct {
 	event string
 	data  json.RawMessage // nil: the frame has no data
 	id    string          // the request id a reply answers, or ""
+	// room and offset are set on history-room messages (SPEC §9.5).
+	room, offset string
 	frame []byte          // the JSON text: the frame's payload
 	wire  []byte          // the whole WebSocket frame: header, then frame
 
@@ -57,26 +59,44 @@ func newMessage(event string, data any) (*message, error) {
 }
 
 func newRawMessage(event string, raw json.RawMessage) (*message, error) {
-	return newRawMessageID(event, raw, "")
+	return newFrame(event, raw, frameExtra{})
 }
 
 // newRawMessageID is newRawMessage for a frame that answers a request: id
 // ("" for none) goes in the frame's "id".
 func newRawMessageID(event string, raw json.RawMessage, id string) (*message, error) {
+	return newFrame(event, raw, frameExtra{id: id})
+}
+
+// frameExtra is what a frame may carry besides event and data: the id of
+// the request it answers, or the room and stream offset of a history-room
+// message (SPEC §9.5).
+type frameExtra struct {
+	id, room, offset string
+}
+
+// newFrame encodes {"event","data"?,"id"?,"room"?,"offset"?} once, with
+// the WebSocket frame header in front.
+func newFrame(event string, raw json.RawMessage, x frameExtra) (*message, error) {
 	ev, err := json.Marshal(event)
 	if err != nil {
 		return nil, fmt.Errorf("server: encode event: %w", err)
 	}
-	var idJSON []byte
-	if id != "" {
-		idJSON, _ = json.Marshal(id)
+	var fields [3][2][]byte // key, JSON value
+	nf := 0
+	for _, kv := range [3][2]string{{`"id"`, x.id}, {`"room"`, x.room}, {`"offset"`, x.offset}} {
+		if kv[1] != "" {
+			v, _ := json.Marshal(kv[1])
+			fields[nf] = [2][]byte{[]byte(kv[0]), v}
+			nf++
+		}
 	}
 	n := len(`{"event":}`) + len(ev)
 	if raw != nil {
 		n += len(`,"data":`) + len(raw)
 	}
-	if idJSON != nil {
-		n += len(`,"id":`) + len(idJSON)
+	for _, f := range fields[:nf] {
+		n += 2 + len(f[0]) + len(f[1])
 	}
 	// The frame header goes in front of the payload, in the same buffer,
 	// so that the raw path writes a whole frame from one slice.
@@ -88,15 +108,18 @@ func newRawMessageID(event string, raw json.RawMessage, id string) (*message, er
 		frame = append(frame, `,"data":`...)
 		frame = append(frame, raw...)
 	}
-	if idJSON != nil {
-		frame = append(frame, `,"id":`...)
-		frame = append(frame, idJSON...)
+	for _, f := range fields[:nf] {
+		frame = append(frame, ',')
+		frame = append(frame, f[0]...)
+		frame = append(frame, ':')
+		frame = append(frame, f[1]...)
 	}
 	frame = append(frame, '}')
 	if raw != nil && !json.Valid(raw) {
 		return nil, fmt.Errorf("server: data of %q is not valid JSON", event)
 	}
-	return &message{event: event, data: raw, id: id, frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
+	return &message{event: event, data: raw, id: x.id, room: x.room, offset: x.offset,
+		frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
 }
 
 // transformJob is one encrypted recipient of a message.
@@ -110,6 +133,12 @@ type transformJob struct {
 // share m's bytes; encrypted ones get an ordered slot that transform workers
 // fill.
 func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]struct{}) int {
+	return h.deliverWith(m, recipients, exclude, false)
+}
+
+// deliverWith is deliver; replay is set by a recovery, whose messages go
+// to a client whose room is still recovering (others are held back for it).
+func (h *Helper) deliverWith(m *message, recipients []*client, exclude map[string]struct{}, replay bool) int {
 	if len(recipients) == 0 {
 		return 0
 	}
@@ -126,6 +155,16 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 		if c.closing || c.state != protocol.StateAuthenticated {
 			c.mu.Unlock()
 			continue
+		}
+		if m.room != "" && !replay && c.recovering != nil {
+			if held, ok := c.recovering[m.room]; ok {
+				// The room is being recovered for c: recoverRoom delivers
+				// this after the replay, or drops it as replayed.
+				c.recovering[m.room] = append(held, m)
+				c.mu.Unlock()
+				delivered++
+				continue
+			}
 		}
 		var slot *pendingFrame
 		f := frame{kind: frameShared, size: len(m.frame), msg: m}
@@ -352,6 +391,9 @@ func (h *Helper) Send(ctx context.Context, destination, event string, data any) 
 		n := h.deliverClient(m, destination, nil)
 		return h.publish(ctx, protocol.TypeClient, destination, m, nil, n)
 	}
+	if size, ttl := h.historyFor(destination); size > 0 {
+		return h.publishHistory(ctx, destination, m, nil, size, ttl)
+	}
 	n := h.deliverRoom(m, destination, nil, false)
 	return h.publish(ctx, protocol.TypeRoom, destination, m, nil, n)
 }
@@ -376,6 +418,11 @@ func (h *Helper) PublishToRoom(ctx context.Context, room, event string, data any
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
+	}
+	if size, ttl := h.historyFor(room); size > 0 {
+		// Appended and published in one step, delivered to every member
+		// (here too) from the subscription, in stream order.
+		return h.publishHistory(ctx, room, m, exclude, size, ttl)
 	}
 	n := h.deliverRoom(m, room, toSet(exclude), false)
 	return h.publish(ctx, protocol.TypeRoom, room, m, exclude, n)

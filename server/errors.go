@@ -13,6 +13,9 @@ var (
 	// ErrPresenceNeedsRedis: PresenceRooms is set with Options.LocalBus;
 	// presence is kept in Redis.
 	ErrPresenceNeedsRedis = errors.New("server: Config.PresenceRooms needs Redis (Options.Redis): the local bus keeps no presence")
+	// ErrHistoryNeedsRedis: HistoryFor is set with Options.LocalBus;
+	// history is kept in Redis streams.
+	ErrHistoryNeedsRedis = errors.New("server: Config.HistoryFor needs Redis (Options.Redis): the local bus keeps no history")
 	// ErrNoAuthenticate: Options.Authenticate is nil.
 	ErrNoAuthenticate = errors.New("server: no authenticate handler: set Options.Authenticate (in fx, provide the authenticate-handler binding)")
 	// ErrEncryptionSetup: RequireEncryption without a handshake or transformer.

@@ -80,6 +80,8 @@ func New(opts Options) (*Helper, error) {
 		return nil, ErrNoRedis
 	case opts.LocalBus && opts.PresenceRooms != nil:
 		return nil, ErrPresenceNeedsRedis
+	case opts.LocalBus && opts.HistoryFor != nil:
+		return nil, ErrHistoryNeedsRedis
 	}
 	if opts.Authenticate == nil {
 		return nil, ErrNoAuthenticate
@@ -93,6 +95,10 @@ func New(opts Options) (*Helper, error) {
 	default:
 		return nil, fmt.Errorf("server: RedisRouting %q: want %q, %q or %q",
 			cfg.RedisRouting, RoutingInterest, RoutingPattern, RoutingSharded)
+	}
+	if cfg.HistoryFor != nil && cfg.RedisRouting == RoutingSharded {
+		return nil, errors.New("server: HistoryFor is not available with RedisRouting sharded " +
+			"(a history publish is a script whose PUBLISH sharded subscribers do not see)")
 	}
 	logger := opts.Logger
 	if logger == nil {

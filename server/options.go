@@ -187,6 +187,17 @@ type Config struct {
 	// called from the presence worker, never with a lock held, and must be
 	// fast and pure. nil (default): presence off.
 	PresenceRooms func(room string) bool `json:"-"`
+	// HistoryFor turns history on for a room (SPEC §9.5): size > 0 keeps
+	// the last size messages (and, with ttl > 0, none older than ttl) in
+	// the Redis stream ws:history:{room}. Messages to such a room that go
+	// through Redis (PublishToRoom, Send, emitters given the same option)
+	// are appended and published in one script call, carry "room" and
+	// "offset" in their frames, and can be recovered with a join's
+	// "since". Local-only sends (SendToRoom, Broadcast) are not recorded.
+	// Not available with RedisRouting "sharded". Called without locks held;
+	// must be fast and pure. nil (default): no history.
+	HistoryFor func(room string) (size int, ttl time.Duration) `json:"-"`
+
 	// PresenceEvents sends the members of a presence room
 	// {"event":"presence","data":{"room","action":"join"|"leave","clientId","userId"}}
 	// when a client joins or leaves it, on any instance. Default false.
