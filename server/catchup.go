@@ -146,11 +146,12 @@ func (s *historyState) startCatchUp() map[string]string {
 
 // afterGap runs when the subscription is back after an outage from..to:
 // it starts the catch-up of the history rooms and tells local clients
-// about the gap when GapNotice is set. It is called from a goroutine the
-// Helper counts (a receive loop).
+// about the gap when GapNotice is set. It runs on the bus's goroutine.
 func (h *Helper) afterGap(from, to time.Time) {
 	if rooms := h.hist.startCatchUp(); len(rooms) > 0 {
-		h.bg.goAlways(func() { h.catchUp(rooms) })
+		if !h.bg.tryGo(func() { h.catchUp(rooms) }) {
+			return // shutting down
+		}
 	}
 	if h.cfg.GapNotice {
 		h.noticeGap(from, to)
@@ -173,7 +174,7 @@ func (h *Helper) catchUp(rooms map[string]string) {
 	// Read the streams only once the rooms' channels are subscribed again,
 	// so that nothing published later can fall between the read and the
 	// live messages.
-	h.interest.await(ctx, chans)
+	h.bus.Await(ctx, chans)
 	caught := 0
 	for _, room := range names {
 		caught += h.catchUpRoom(ctx, room, rooms[room])

@@ -105,7 +105,7 @@ type client struct {
 	recovering map[string][]*message
 	// floors holds, per recovered room, the last replayed stream id until a
 	// newer live message arrives: live copies at or below it are dropped.
-	floors map[string]streamID
+	floors        map[string]streamID
 	closing       bool
 	pending       bool // counted in Helper.pending until authenticated or gone
 	queue         []frame

@@ -21,8 +21,8 @@ type message struct {
 	id    string          // the request id a reply answers, or ""
 	// room and offset are set on history-room messages (SPEC §9.5).
 	room, offset string
-	frame []byte          // the JSON text: the frame's payload
-	wire  []byte          // the whole WebSocket frame: header, then frame
+	frame        []byte // the JSON text: the frame's payload
+	wire         []byte // the whole WebSocket frame: header, then frame
 
 	pmOnce sync.Once
 	pm     *websocket.PreparedMessage

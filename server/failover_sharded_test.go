@@ -1,13 +1,3 @@
-//go:build faultfix
-
-// TestFailoverClusterSharded fails today: after a master's SIGKILL the
-// sharded subscriptions stay on the dead node (nodeLoop retries its address
-// and never reloads the slot map), so delivery never resumes, and the test
-// would break CI. Run it with:
-//	go test -race -tags faultfix -run FailoverClusterSharded ./server/
-// and delete the build line above once shards re-place a failed node's
-// channels from a fresh slot map (see the README, "Operations and limits").
-
 package server_test
 
 import (

@@ -1,13 +1,3 @@
-//go:build faultfix
-
-// These tests need a receive loop that waits for the answer to its PING
-// (see the proposal in README "Operations and limits"): today's loop only
-// writes the PING, which succeeds into a black hole, so a partition or a
-// half-open subscription is never noticed and both tests fail. Run them
-// with: go test -race -tags faultfix -run 'Partition|HalfOpen' ./server/
-// Once the receive loops wait for the pong, delete the build line above so
-// that CI runs them.
-
 package server_test
 
 import (

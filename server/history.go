@@ -60,13 +60,9 @@ func (h *Helper) publishHistory(ctx context.Context, room string, m *message, ex
 	if err := h.lifeErr(); err != nil {
 		return err
 	}
-	env := protocol.Envelope{ServerID: h.serverID, Type: protocol.TypeRoom, Target: room, Event: m.event, Data: m.data, Exclude: exclude}
-	if env.Data == nil {
-		env.Data = json.RawMessage("null")
-	}
-	b, err := json.Marshal(env)
+	b, err := protocol.EncodeEnvelope(protocol.Envelope{ServerID: h.serverID, Type: protocol.TypeRoom, Target: room, Event: m.event, Data: m.data, Exclude: exclude})
 	if err != nil {
-		return fmt.Errorf("server: encode envelope: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
 	channel := protocol.ChannelRoom(room)
 	local := func(err error) error {
@@ -74,7 +70,7 @@ func (h *Helper) publishHistory(ctx context.Context, room string, m *message, ex
 		h.stats.publishErrors.Add(1)
 		return &PublishError{Local: n, Err: err, h: h, channel: channel, payload: b, kind: "history"}
 	}
-	if !h.subscribed.Load() {
+	if !h.bus.Health().Live {
 		return local(ErrNotReady)
 	}
 	minID := "0"
@@ -82,7 +78,7 @@ func (h *Helper) publishHistory(ctx context.Context, room string, m *message, ex
 		minID = strconv.FormatInt(time.Now().Add(-ttl).UnixMilli(), 10)
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
 	err = historyScript.Run(ctx, h.rdb,
 		[]string{protocol.HistoryKey(room), protocol.HistoryEpochKey(room)},

@@ -335,4 +335,3 @@ func BenchmarkPublishHistory(b *testing.B) {
 		})
 	}
 }
-

@@ -88,6 +88,14 @@ type Config struct {
 	// RedisTimeout bounds how long Configure waits for the Redis
 	// subscriptions to be confirmed. Default 30s.
 	RedisTimeout time.Duration `json:"redisTimeout,omitempty"`
+	// PublishTimeout bounds one Redis publish round trip (one PUBLISH or
+	// one pipeline of them); a publish that takes longer fails with a
+	// timeout. Default 5s.
+	PublishTimeout time.Duration `json:"publishTimeout,omitempty"`
+	// TopologyTimeout bounds one reload of the Redis Cluster slot map, which
+	// sharded mode does when a slot moved or a node refused a channel.
+	// Default 5s.
+	TopologyTimeout time.Duration `json:"topologyTimeout,omitempty"`
 
 	// RedisRouting is "interest" (default): subscribe only to the channels
 	// of local rooms, users and clients plus ws:broadcast; or "pattern":
@@ -211,13 +219,22 @@ type Config struct {
 // Bool returns a pointer to v, for Config.SendPings.
 func Bool(v bool) *bool { return &v }
 
-// Options is what New needs: the Config, the Redis connection, a logger and
-// the application's callbacks. Only Redis and Authenticate are required.
+// Options is what New needs: the Config, the Redis connection (or the
+// local bus), a logger and the application's callbacks. Only Redis (or
+// LocalBus) and Authenticate are required.
 type Options struct {
 	Config
 
-	// Redis carries the Pub/Sub traffic between instances. Required.
+	// Redis carries the Pub/Sub traffic between instances. Required unless
+	// LocalBus is set.
 	Redis redis.UniversalClient
+	// LocalBus runs one instance without Redis: messages reach this
+	// instance's clients only, publishes succeed at once and reach nobody
+	// else, fleet-wide disconnects close local clients only, and Health is
+	// nil once configured. Config.RedisRouting, RedisTimeout,
+	// PublishTimeout, TopologyTimeout, AsyncPublish and PublishQueue do not
+	// apply. Not with Redis (New returns ErrLocalBusWithRedis).
+	LocalBus bool
 	// Logger receives the helper's logs, named by Identifier. Default: a no-op logger.
 	Logger *zap.Logger
 
@@ -297,6 +314,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = protocol.DefaultRedisTimeout
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = protocol.DefaultPublishTimeout
+	}
+	if c.TopologyTimeout <= 0 {
+		c.TopologyTimeout = protocol.DefaultTopologyTimeout
 	}
 	if c.RedisRouting == "" {
 		c.RedisRouting = RoutingInterest

@@ -146,18 +146,19 @@ func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
 	recover := h.startRecovery(c, final, since)
 	joined, more, full := h.joinRooms(c, final, true)
 	refused = append(refused, more...)
-	if len(joined) > 0 && h.interest != nil && h.subscribed.Load() {
+	if len(joined) > 0 {
 		// Let the join take effect fleet-wide before it is acknowledged
-		// and before the next frame of this client is read.
+		// and before the next frame of this client is read (the bus
+		// returns at once when there is nothing to wait for).
 		chans := make([]string, len(joined))
 		for i, r := range joined {
 			chans[i] = protocol.ChannelRoom(r)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
-		h.interest.await(ctx, chans)
+		h.bus.Await(ctx, chans)
 		cancel()
 	}
-	if h.cfg.HistoryFor != nil && len(joined) > 0 && h.subscribed.Load() {
+	if h.cfg.HistoryFor != nil && len(joined) > 0 && h.bus.Health().Live {
 		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
 		for _, r := range joined {
 			h.seedHistory(ctx, r)
@@ -315,7 +316,7 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	if set == nil {
 		set = make(map[string]*client)
 		h.rooms[room] = set
-		h.interest.set(protocol.ChannelRoom(room), true)
+		h.bus.Want(protocol.ChannelRoom(room))
 	}
 	set[c.id] = c
 	c.rooms[room] = struct{}{}
@@ -329,7 +330,7 @@ func (h *Helper) removeFromRoomLocked(c *client, room string) {
 		delete(set, c.id)
 		if len(set) == 0 {
 			delete(h.rooms, room)
-			h.interest.set(protocol.ChannelRoom(room), false)
+			h.bus.Unwant(protocol.ChannelRoom(room))
 			h.hist.forget(room)
 		}
 	}

@@ -113,7 +113,7 @@ func (h *Helper) Stats() Stats {
 		RedisMalformed:     h.stats.redisMalformed.Load(),
 		RedisOutages:       h.stats.redisOutages.Load(),
 		RedisResubscribes:  h.stats.redisResubscribes.Load(),
-		RedisSubscribed:    h.subscribed.Load(),
+		RedisSubscribed:    h.bus.Health().Live,
 		RedisDowntime:      time.Duration(h.stats.redisDowntime.Load()),
 		RedisLastGap:       time.Duration(h.stats.redisLastGap.Load()),
 		RateLimited:        h.stats.rateLimited.Load(),

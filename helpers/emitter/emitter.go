@@ -179,13 +179,14 @@ func (e *Emitter) control(ctx context.Context, m protocol.Control, d protocol.Di
 	if d == (protocol.Disconnect{}) {
 		d = protocol.Disconnect{Code: protocol.CloseDisconnected, Reason: protocol.ReasonDisconnected}
 	}
-	if d.Code < 4000 || d.Code > 4999 || len(d.Reason) > 123 || !utf8.ValidString(d.Reason) {
+	if d.Code < 4000 || d.Code > 4999 || len(d.Reason) > protocol.MaxCloseReason || !utf8.ValidString(d.Reason) {
 		return fmt.Errorf("%w: code %d, reason of %d bytes", ErrInvalidDisconnect, d.Code, len(d.Reason))
 	}
 	m.ServerID, m.Code, m.Reason = protocol.EmitterServerID, d.Code, d.Reason
-	payload, err := json.Marshal(m)
+	// The same codec as the servers' (helpers/protocol).
+	payload, err := protocol.EncodeControl(m)
 	if err != nil {
-		return fmt.Errorf("emitter: encode control message: %w", err)
+		return fmt.Errorf("emitter: %w", err)
 	}
 	return e.publishPayload(ctx, protocol.ChannelControl, payload, protocol.ControlDisconnect)
 }
@@ -199,7 +200,8 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 	if err != nil {
 		return fmt.Errorf("emitter: encode data of %q: %w", event, err)
 	}
-	payload, err := json.Marshal(protocol.Envelope{
+	// The same codec and channel naming as the servers' (helpers/protocol).
+	payload, err := protocol.EncodeEnvelope(protocol.Envelope{
 		ServerID: protocol.EmitterServerID,
 		Type:     typ,
 		Target:   target,
@@ -208,7 +210,7 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 		Exclude:  exclude,
 	})
 	if err != nil {
-		return fmt.Errorf("emitter: encode envelope of %q: %w", event, err)
+		return fmt.Errorf("emitter: %q: %w", event, err)
 	}
 
 	if typ == protocol.TypeRoom && e.historyFor != nil {

@@ -236,6 +236,8 @@ const (
 	DefaultMaxRoomsPerRequest    = 100
 	DefaultMaxRoomsPerClient     = 1000
 	DefaultRedisTimeout          = 30 * time.Second
+	DefaultPublishTimeout        = 5 * time.Second
+	DefaultTopologyTimeout       = 5 * time.Second
 	DefaultMessageRate           = 10000.0
 	DefaultMessageBurst          = 20000
 	DefaultMaxPendingConnections = 10000
