@@ -29,15 +29,7 @@ func TestProvideLocalBusRunsWithoutRedis(t *testing.T) {
 		t.Fatalf("Health: %v", err)
 	}
 	c := dial(t, srv.url("/ws"))
-	if err := c.WriteJSON(map[string]any{"event": "authenticate", "data": map[string]string{"token": "t-alice"}}); err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Event string `json:"event"`
-	}
-	if err := c.ReadJSON(&f); err != nil || f.Event != "connected" {
-		t.Fatalf("first frame %+v, %v; want connected", f, err)
-	}
+	authenticate(t, c, "t-alice")
 	if err := h.PublishToUser(ctx, "alice", "hi", nil); err != nil {
 		t.Errorf("PublishToUser on the local bus: %v", err)
 	}

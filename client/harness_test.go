@@ -19,7 +19,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/internal/redistest"
-	"github.com/ignis-go/wscomponent/internal/wstest"
+	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 

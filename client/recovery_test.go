@@ -11,7 +11,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
-	"github.com/ignis-go/wscomponent/internal/wstest"
+	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 

@@ -30,7 +30,7 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 
-	"github.com/ignis-go/wscomponent/internal/wstest"
+	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/metrics"
 	"github.com/ignis-go/wscomponent/server"
 )

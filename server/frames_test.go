@@ -12,7 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
-	"github.com/ignis-go/wscomponent/internal/wstest"
+	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/bus"
 	"github.com/ignis-go/wscomponent/internal/redistest"
-	"github.com/ignis-go/wscomponent/internal/wstest"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 // waitTimeout bounds every wait in these tests; nothing waits by sleeping.
