@@ -12,8 +12,8 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
-	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestDialAuthenticates(t *testing.T) {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/internal/redistest"
-	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 // sharedRedis is one real redis-server for the whole package (tests and

@@ -11,8 +11,8 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
-	"github.com/ignis-go/wscomponent/wstest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 // historyRooms keeps 100 messages for rooms named feed-*.
