@@ -318,7 +318,8 @@ func TestPage(t *testing.T) {
 		path, want string
 	}{
 		{"/", "<!doctype html>"},
-		{"/app.js", "from '/ignis-ws-client.js'"},
+		{"/app.js", "from '/wscomponent.js'"},
+		{"/wscomponent.js", "export class WSClient"},
 		{"/style.css", "#log"},
 		{"/favicon.svg", "<svg"},
 		{"/ignis-ws-client.js", "export class IgnisSocket"},
@@ -341,6 +342,21 @@ func TestPage(t *testing.T) {
 		t.Errorf("GET /favicon.ico: status %d, body %.40q", status, body)
 	}
 	checkClientConfig(t, h, false)
+	checkClientModule(t, h)
+}
+
+// checkClientModule checks that the page's client module (clients/js) is
+// served where app.js imports it from.
+func checkClientModule(t *testing.T, h *harness) {
+	t.Helper()
+	status, header, body := h.doHeader(http.MethodGet, "/wscomponent.js", "", nil)
+	if ct := header.Get("Content-Type"); status != http.StatusOK || !strings.HasPrefix(ct, "text/javascript") ||
+		!strings.Contains(string(body), "export class WSClient") {
+		t.Errorf("GET /wscomponent.js: status %d, Content-Type %q; want 200, text/javascript, the module", status, ct)
+	}
+	if _, _, app := h.doHeader(http.MethodGet, "/app.js", "", nil); !strings.Contains(string(app), "from '/wscomponent.js'") {
+		t.Error("app.js does not import /wscomponent.js")
+	}
 }
 
 // checkClientConfig checks GET /api/config, which tells the page its mode.
@@ -442,6 +458,7 @@ func (c *encClient) joinRoom(room, name string)       { joinRoom(c, room, name) 
 func TestEncryptedChat(t *testing.T) {
 	h := startAppWith(t, config{Encrypt: true})
 	checkClientConfig(t, h, true)
+	checkClientModule(t, h)
 	status, header, body := h.doHeader(http.MethodGet, "/ignis-ws-client.js", "", nil)
 	if ct := header.Get("Content-Type"); status != http.StatusOK || !strings.HasPrefix(ct, "text/javascript") ||
 		!strings.Contains(string(body), "export class IgnisSocket") {
