@@ -18,6 +18,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/helpers/ecdh"
 	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -120,38 +121,27 @@ type frame struct {
 	Data  json.RawMessage `json:"data"`
 }
 
+// wsClient is the kit's client (wstest) with the chat helpers below.
 type wsClient struct {
-	t    testing.TB
-	conn *websocket.Conn
+	*wstest.Client
+	t testing.TB
 }
 
 func (h *harness) dial() *wsClient {
 	h.t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	conn, res, err := d.Dial("ws"+strings.TrimPrefix(h.base, "http")+"/ws", nil)
-	if res != nil && res.Body != nil {
-		res.Body.Close()
-	}
-	if err != nil {
-		h.t.Fatalf("dial: %v", err)
-	}
-	h.t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: h.t, conn: conn}
+	return &wsClient{Client: wstest.Dial(h.t, "ws"+strings.TrimPrefix(h.base, "http")+"/ws", nil), t: h.t}
 }
 
 func (c *wsClient) send(event string, data any) {
 	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if err := c.conn.WriteJSON(map[string]any{"event": event, "data": data}); err != nil {
-		c.t.Fatalf("send %s: %v", event, err)
-	}
+	c.Client.Send(event, data)
 }
 
 // read returns the next frame, or the error that ended the connection.
 func (c *wsClient) read() (frame, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	_ = c.Conn.SetReadDeadline(time.Now().Add(wstest.WaitTimeout))
 	var f frame
-	_, b, err := c.conn.ReadMessage()
+	_, b, err := c.Conn.ReadMessage()
 	if err != nil {
 		return f, err
 	}
