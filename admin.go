@@ -30,6 +30,8 @@ import (
 //	DELETE /users/:id               close every session of a user, fleet-wide
 //	GET    /rooms                   local rooms with their member counts
 //	                                (?own=1 includes clients' own-id rooms)
+//	GET    /rooms/:room/presence    fleet-wide members of a presence room
+//	                                (Config.PresenceRooms; 404 for others)
 //
 // DELETE takes optional ?code=4000-4999&reason=… (default 4005
 // "Disconnected") and answers 202 with {"local": n} when Redis took the
@@ -43,6 +45,7 @@ func AdminRoutes(g *echo.Group, h *server.Helper) {
 	g.DELETE("/clients/:id", a.disconnectClient)
 	g.DELETE("/users/:id", a.disconnectUser)
 	g.GET("/rooms", a.rooms)
+	g.GET("/rooms/:room/presence", a.presence)
 }
 
 type admin struct{ h *server.Helper }
@@ -180,6 +183,24 @@ func (a *admin) rooms(c echo.Context) error {
 		out = append(out, map[string]any{"room": r, "members": a.h.RoomSize(r)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"rooms": out})
+}
+
+func (a *admin) presence(c echo.Context) error {
+	entries, err := a.h.Presence(c.Request().Context(), c.Param("room"))
+	switch {
+	case errors.Is(err, server.ErrPresenceOff):
+		return echo.NewHTTPError(http.StatusNotFound, "not a presence room")
+	case err != nil:
+		return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
+	}
+	out := make([]map[string]any, 0, len(entries))
+	users := map[string]bool{}
+	for _, e := range entries {
+		users[e.UserID] = true
+		out = append(out, map[string]any{"clientId": e.ClientID, "userId": e.UserID,
+			"serverId": e.ServerID, "joinedAt": e.JoinedAt.UTC()})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": c.Param("room"), "clients": out, "users": len(users)})
 }
 
 func b2i(b bool) int {

@@ -32,6 +32,9 @@ func adminApp(t *testing.T, rdb *redis.Client) (*loopbackEcho, *server.Helper) {
 	srv := &loopbackEcho{}
 	_, h := startApp(t,
 		baseOptions(srv, rdb),
+		wscomponent.SupplyServerOptions(wscomponent.ServerOptions{
+			PresenceRooms: func(room string) bool { return room == "ws-default" },
+		}),
 		wscomponent.ProvideAuthenticateHandler(newAuthenticate),
 		fx.Invoke(func(e *echo.Echo, h *server.Helper) {
 			wscomponent.AdminRoutes(e.Group("/admin/ws", requireAdmin), h)
@@ -70,6 +73,7 @@ func TestAdminRoutesNeedTheAppsMiddleware(t *testing.T) {
 		{http.MethodDelete, "/clients/" + alice.ID},
 		{http.MethodDelete, "/users/alice"},
 		{http.MethodGet, "/rooms"},
+		{http.MethodGet, "/rooms/ws-default/presence"},
 	} {
 		for _, token := range []string{"", "wrong"} {
 			if status, _ := adminDo(t, srv, r.method, r.path, token); status != http.StatusUnauthorized {
@@ -114,6 +118,15 @@ func TestAdminRoutesListInspectAndDisconnectFleetWide(t *testing.T) {
 	if status, body := adminDo(t, srvB, http.MethodGet, "/stats", "admin-secret"); status != http.StatusOK ||
 		!strings.Contains(string(body), `"authenticated":2`) {
 		t.Fatalf("GET /stats on B: %d %s", status, body)
+	}
+	// Presence is fleet-wide: A lists the members on both instances.
+	eventually(t, "fleet-wide presence", func() bool {
+		status, body := adminDo(t, srvA, http.MethodGet, "/rooms/ws-default/presence", "admin-secret")
+		return status == http.StatusOK && strings.Contains(string(body), `"users":2`) &&
+			strings.Contains(string(body), bob.ID) && strings.Contains(string(body), alice.ID)
+	})
+	if status, _ := adminDo(t, srvA, http.MethodGet, "/rooms/ws-notification/presence", "admin-secret"); status != http.StatusNotFound {
+		t.Fatalf("presence of a plain room: %d", status)
 	}
 	if status, _ := adminDo(t, srvA, http.MethodGet, "/clients/nobody", "admin-secret"); status != http.StatusNotFound {
 		t.Fatalf("unknown client: %d", status)

@@ -28,8 +28,13 @@ const (
 	// the defaults documented on server.Config).
 	KeyServerOptions = "@app/websocket/server-options"
 	// KeyRedisConnection names the redis.UniversalClient carrying the
-	// Pub/Sub traffic between instances (required).
+	// Pub/Sub traffic between instances (required unless ProvideLocalBus
+	// is used).
 	KeyRedisConnection = "@app/websocket/redis-connection"
+	// KeyLocalBus names the LocalBus choice that ProvideLocalBus binds: the
+	// component runs one instance without Redis. Exactly one of it and
+	// KeyRedisConnection must be bound.
+	KeyLocalBus = "@app/websocket/local-bus"
 	// KeyAuthenticateHandler names the server.AuthenticateFunc (required).
 	KeyAuthenticateHandler = "@app/websocket/authenticate-handler"
 	// KeyValidateRoomHandler names the server.ValidateRoomFunc (optional;
@@ -68,6 +73,11 @@ const (
 // (default "/ws") is the route the component registers on Echo.
 type ServerOptions = server.Config
 
+// LocalBus is bound (true) under KeyLocalBus by ProvideLocalBus: the
+// component uses the in-process bus (server.Options.LocalBus) instead of
+// Redis.
+type LocalBus bool
+
 // nameTag is the struct tag naming a value with key.
 func nameTag(key string) string { return `name:"` + key + `"` }
 
@@ -86,6 +96,7 @@ type binding[T any] struct {
 var (
 	bindServerOptions      = binding[ServerOptions]{key: KeyServerOptions, what: "server options", suffix: "ServerOptions", zeroOK: true}
 	bindRedisConnection    = binding[redis.UniversalClient]{key: KeyRedisConnection, what: "Redis connection", suffix: "RedisConnection", required: true}
+	bindLocalBus           = binding[LocalBus]{key: KeyLocalBus, what: "local bus", suffix: "LocalBus"}
 	bindAuthenticate       = binding[server.AuthenticateFunc]{key: KeyAuthenticateHandler, what: "authenticate handler", suffix: "AuthenticateHandler", required: true}
 	bindValidateRoom       = binding[server.ValidateRoomFunc]{key: KeyValidateRoomHandler, what: "validate-room handler", suffix: "ValidateRoomHandler"}
 	bindClientConnected    = binding[server.ClientConnectedFunc]{key: KeyClientConnectedHandler, what: "client-connected handler", suffix: "ClientConnectedHandler"}
@@ -594,6 +605,15 @@ func DecorateRedisConnection(decorator any) fx.Option {
 // bound. See DecorateServerOptions for the scope it applies to.
 func ReplaceRedisConnection(rdb redis.UniversalClient) fx.Option {
 	return bindRedisConnection.replace(caller("ReplaceRedisConnection"), rdb)
+}
+
+// ProvideLocalBus runs the component as one instance without Redis
+// (server.Options.LocalBus): messages reach this instance's clients only,
+// and no Redis connection may be bound. For a single server, development
+// and tests; a fleet needs ProvideRedisConnection. Binding it twice, or
+// with a Redis connection, fails the app with a message naming the calls.
+func ProvideLocalBus() fx.Option {
+	return bindLocalBus.provide(caller("ProvideLocalBus"), func() LocalBus { return true })
 }
 
 // ProvideAuthenticateHandler binds the server.AuthenticateFunc returned by

@@ -20,6 +20,7 @@ func TestParamsTagsMatchKeys(t *testing.T) {
 	want := map[string]string{
 		"Options":             wscomponent.KeyServerOptions,
 		"Redis":               wscomponent.KeyRedisConnection,
+		"LocalBus":            wscomponent.KeyLocalBus,
 		"Authenticate":        wscomponent.KeyAuthenticateHandler,
 		"ValidateRoom":        wscomponent.KeyValidateRoomHandler,
 		"ClientConnected":     wscomponent.KeyClientConnectedHandler,

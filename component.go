@@ -22,7 +22,12 @@ import (
 // binding the component needs is missing.
 var (
 	// ErrNoRedisConnection: nothing is bound under KeyRedisConnection.
-	ErrNoRedisConnection = errors.New("wscomponent: no Redis connection bound: provide one with wscomponent.ProvideRedisConnection(...)")
+	ErrNoRedisConnection = errors.New("wscomponent: no Redis connection bound: provide one with wscomponent.ProvideRedisConnection(...), " +
+		"or run one instance without Redis with wscomponent.ProvideLocalBus()")
+	// ErrLocalBusWithRedis: both ProvideLocalBus and a Redis connection are
+	// bound.
+	ErrLocalBusWithRedis = errors.New("wscomponent: both wscomponent.ProvideLocalBus() and a Redis connection are bound: " +
+		"keep ProvideRedisConnection for a fleet, or ProvideLocalBus for one instance without Redis")
 	// ErrNoAuthenticateHandler: nothing is bound under KeyAuthenticateHandler.
 	ErrNoAuthenticateHandler = errors.New("wscomponent: no authenticate handler bound: provide one with wscomponent.ProvideAuthenticateHandler(...)")
 	// ErrNoHandshakeHandler: RequireEncryption is set and nothing is bound
@@ -50,6 +55,7 @@ type Params struct {
 
 	Options             ServerOptions                 `name:"@app/websocket/server-options" optional:"true"`
 	Redis               redis.UniversalClient         `name:"@app/websocket/redis-connection" optional:"true"`
+	LocalBus            LocalBus                      `name:"@app/websocket/local-bus" optional:"true"`
 	Authenticate        server.AuthenticateFunc       `name:"@app/websocket/authenticate-handler" optional:"true"`
 	ValidateRoom        server.ValidateRoomFunc       `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     server.ClientConnectedFunc    `name:"@app/websocket/client-connected-handler" optional:"true"`
@@ -99,6 +105,7 @@ func New(p Params) (Result, error) {
 		Observer:            observer,
 		Config:              p.Options,
 		Redis:               p.Redis,
+		LocalBus:            bool(p.LocalBus),
 		Logger:              p.Logger,
 		Authenticate:        p.Authenticate,
 		ValidateRoom:        p.ValidateRoom,
@@ -137,8 +144,11 @@ func checkParams(p Params) error {
 	if p.Echo == nil {
 		errs = append(errs, ErrNoEcho)
 	}
-	if p.Redis == nil {
+	switch {
+	case p.Redis == nil && !bool(p.LocalBus):
 		errs = append(errs, ErrNoRedisConnection)
+	case p.Redis != nil && bool(p.LocalBus):
+		errs = append(errs, ErrLocalBusWithRedis)
 	}
 	if p.Authenticate == nil {
 		errs = append(errs, ErrNoAuthenticateHandler)

@@ -24,6 +24,7 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -155,48 +156,25 @@ func startApp(t *testing.T, opts ...fx.Option) (*fxtest.App, *server.Helper) {
 	return app, h
 }
 
+// The root package's tests drive clients with the public test kit
+// (wstest); these wrappers keep the tests short.
+
 // dial connects a WebSocket client; it is closed when the test ends.
-func dial(t *testing.T, url string) *websocket.Conn {
+func dial(t *testing.T, url string) *wstest.Client { return wstest.Dial(t, url, nil) }
+
+func send(t *testing.T, c *wstest.Client, event string, data any) {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	c, resp, err := d.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	_ = resp.Body.Close()
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	c.Send(event, data)
 }
 
-func send(t *testing.T, c *websocket.Conn, event string, data any) {
+// read returns the next frame, failing the test after wstest.WaitTimeout.
+func read(t *testing.T, c *wstest.Client) wstest.Frame {
 	t.Helper()
-	b, err := json.Marshal(protocol.OutMessage{Event: event, Data: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if err := c.WriteMessage(websocket.TextMessage, b); err != nil {
-		t.Fatalf("write %s: %v", event, err)
-	}
-}
-
-// read returns the next frame, failing the test after waitTimeout.
-func read(t *testing.T, c *websocket.Conn) protocol.Message {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
-	_, b, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var m protocol.Message
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("frame %s: %v", b, err)
-	}
-	return m
+	return c.Next()
 }
 
 // readClose reads until the connection ends and returns its close error.
-func readClose(t *testing.T, c *websocket.Conn) *websocket.CloseError {
+func readClose(t *testing.T, c *wstest.Client) *websocket.CloseError {
 	t.Helper()
 	ce, err := readUntilClosed(c)
 	if err != nil {
@@ -207,10 +185,10 @@ func readClose(t *testing.T, c *websocket.Conn) *websocket.CloseError {
 
 // readUntilClosed reads (answering the close handshake, as a browser does)
 // until the connection ends or waitTimeout passes.
-func readUntilClosed(c *websocket.Conn) (*websocket.CloseError, error) {
-	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+func readUntilClosed(c *wstest.Client) (*websocket.CloseError, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(waitTimeout))
 	for {
-		_, _, err := c.ReadMessage()
+		_, _, err := c.Conn.ReadMessage()
 		if err == nil {
 			continue
 		}
@@ -229,7 +207,7 @@ type closeResult struct {
 
 // watchClose reads c in the background, as a live client does, and
 // reports how the connection ended.
-func watchClose(c *websocket.Conn) <-chan closeResult {
+func watchClose(c *wstest.Client) <-chan closeResult {
 	ch := make(chan closeResult, 1)
 	go func() {
 		ce, err := readUntilClosed(c)
@@ -240,55 +218,35 @@ func watchClose(c *websocket.Conn) <-chan closeResult {
 
 // authenticate sends authenticate with token and returns the "connected"
 // payload.
-func authenticate(t *testing.T, c *websocket.Conn, token string) protocol.ConnectedData {
+func authenticate(t *testing.T, c *wstest.Client, token string) protocol.ConnectedData {
 	t.Helper()
-	send(t, c, protocol.EventAuthenticate, authData{Token: token})
-	m := read(t, c)
-	if m.Event != protocol.EventConnected {
-		t.Fatalf("after authenticate got %q %s, want %q", m.Event, m.Data, protocol.EventConnected)
-	}
+	c.Send(protocol.EventAuthenticate, authData{Token: token})
 	var d protocol.ConnectedData
-	if err := json.Unmarshal(m.Data, &d); err != nil {
+	if err := json.Unmarshal(c.Expect(protocol.EventConnected).Data, &d); err != nil {
 		t.Fatal(err)
 	}
+	c.ID = d.ID
 	return d
 }
 
 // expectAuthRejected checks the reply to a rejected authenticate.
-func expectAuthRejected(t *testing.T, c *websocket.Conn, token string) {
+func expectAuthRejected(t *testing.T, c *wstest.Client, token string) {
 	t.Helper()
-	send(t, c, protocol.EventAuthenticate, authData{Token: token})
-	m := read(t, c)
-	var d protocol.ErrorData
-	_ = json.Unmarshal(m.Data, &d)
-	if m.Event != protocol.EventError || d.Message != protocol.ErrMsgAuthFailed {
-		t.Fatalf("got %q %s, want error %q", m.Event, m.Data, protocol.ErrMsgAuthFailed)
-	}
-	if ce := readClose(t, c); ce.Code != protocol.CloseAuthFailed || ce.Text != protocol.ReasonAuthFailed {
-		t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Text, protocol.CloseAuthFailed, protocol.ReasonAuthFailed)
-	}
+	c.Send(protocol.EventAuthenticate, authData{Token: token})
+	c.ExpectError(protocol.ErrMsgAuthFailed)
+	c.ExpectClose(protocol.CloseAuthFailed, protocol.ReasonAuthFailed)
 }
 
 // eventually polls cond until it holds, failing the test after waitTimeout.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	wstest.Eventually(t, what, cond)
 }
 
-func expectEvent(t *testing.T, c *websocket.Conn, event string, wantData string) {
+func expectEvent(t *testing.T, c *wstest.Client, event string, wantData string) {
 	t.Helper()
-	m := read(t, c)
-	if m.Event != event || string(m.Data) != wantData {
+	m := c.Next()
+	if m.Event != event || (string(m.Data) != wantData && !(wantData == "" && (m.Data == nil || string(m.Data) == "null"))) {
 		t.Fatalf("got %q %s, want %q %s", m.Event, m.Data, event, wantData)
 	}
 }

@@ -70,6 +70,6 @@ func TestProvideEncryption(t *testing.T) {
 	if pair.Len() != 1 {
 		t.Fatalf("%d keys stored", pair.Len())
 	}
-	_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	_ = c.Conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 	eventually(t, "key dropped on disconnect", func() bool { return pair.Len() == 0 })
 }

@@ -28,8 +28,12 @@ import (
 // keys only with the helpers: a plain fx.Provide under a key's name
 // conflicts with Module's.
 //
-// Startup fails, at fx.New or app.Start, when the Redis connection or the
-// authenticate handler is not bound, when RequireEncryption is set without
+// Instead of a Redis connection, ProvideLocalBus runs one instance without
+// Redis.
+//
+// Startup fails, at fx.New or app.Start, when neither the Redis connection
+// nor the local bus is bound (or both are), when the authenticate handler
+// is not bound, when RequireEncryption is set without
 // a handshake handler or an outbound transformer, when a key is bound twice
 // (the message names both calls), when a binding's constructor lacks
 // dependencies or returns nil, when a Decorate or Replace helper cannot
@@ -41,6 +45,7 @@ func Module() fx.Option {
 	return fx.Module("wscomponent",
 		bindServerOptions.provideKey(),
 		bindRedisConnection.provideKey(),
+		bindLocalBus.provideKey(),
 		bindAuthenticate.provideKey(),
 		bindValidateRoom.provideKey(),
 		bindClientConnected.provideKey(),

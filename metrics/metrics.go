@@ -180,6 +180,8 @@ var stats = []stat{
 	counter("refreshes_total", "Successful session refreshes.", func(s *server.Stats) uint64 { return s.Refreshes }),
 	counter("refresh_failures_total", "Refused or failed session refreshes.", func(s *server.Stats) uint64 { return s.RefreshFailures }),
 	counter("log_lines_suppressed_total", "Log lines left out by sampling.", func(s *server.Stats) uint64 { return s.LogLinesSuppressed }),
+	counter("presence_errors_total", "Presence writes Redis refused (repaired by the next refresh).", func(s *server.Stats) uint64 { return s.PresenceErrors }),
+	counter("catch_up_messages_total", "History-room messages missed during Redis gaps and delivered from the streams.", func(s *server.Stats) uint64 { return s.CatchUpMessages }),
 }
 
 // Describe implements prometheus.Collector.

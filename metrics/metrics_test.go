@@ -3,10 +3,12 @@ package metrics_test
 import (
 	"context"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -118,4 +120,64 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 			t.Errorf("dashboard queries %s, which is not exported", name)
 		}
 	}
+}
+
+// Every Stats field is exported: a field added to Stats without a metric
+// fails here.
+func TestEveryStatsFieldHasAMetric(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	h, err := server.New(server.Options{
+		Redis:        rdb,
+		Authenticate: func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error) { return nil, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	m.Attach(h)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names strings.Builder
+	for _, mf := range mfs {
+		names.WriteString(mf.GetName() + " ")
+	}
+	// Stats fields whose metric is named differently.
+	renamed := map[string]string{
+		"Connections": "wscomponent_connections", "Unauthorized": "wscomponent_connections",
+		"Authenticating": "wscomponent_connections", "Handshaking": "wscomponent_connections",
+		"Authenticated": "wscomponent_connections", "Encrypted": "encrypted_connections",
+		"Backpressured": "backpressured_connections", "Accepted": "connections_accepted",
+		"Closed": "connections_closed", "RefusedUpgrades": "refused_upgrades",
+		"RedisDowntime": "redis_downtime_seconds", "RedisLastGap": "redis_last_gap_seconds",
+	}
+	st := reflect.TypeFor[server.Stats]()
+	for i := range st.NumField() {
+		f := st.Field(i).Name
+		want, ok := renamed[f]
+		if !ok {
+			want = "wscomponent_" + snake(f)
+		}
+		if !strings.Contains(names.String(), want) {
+			t.Errorf("Stats.%s has no metric (looked for %q)", f, want)
+		}
+	}
+}
+
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -30,9 +30,9 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 
-	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/metrics"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 // The benchmarks run real sockets on loopback against a Helper behind an

@@ -68,8 +68,14 @@ type client struct {
 	sessionGen    uint64 // bumped whenever the timer is re-armed
 	expiryNoticed bool   // session-expiring was sent for expiresAt
 	refreshing    bool   // a refresh request is being decided
-	closing       bool   // closed or closing: nothing more is accepted or sent
-	pending       bool   // counted in Helper.pending until authenticated or gone
+	// recovering holds, per history room being recovered for the client,
+	// the live messages that arrived meanwhile (see recoverRoom).
+	recovering map[string][]*message
+	// floors holds, per recovered room, the last replayed stream id until a
+	// newer live message arrives: live copies at or below it are dropped.
+	floors  map[string]streamID
+	closing bool // closed or closing: nothing more is accepted or sent
+	pending bool // counted in Helper.pending until authenticated or gone
 
 	// rooms and removed are guarded by h.mu, the index lock.
 	rooms       map[string]struct{}

@@ -19,8 +19,10 @@ type message struct {
 	event string
 	data  json.RawMessage // nil: the frame has no data
 	id    string          // the request id a reply answers, or ""
-	frame []byte          // the JSON text: the frame's payload
-	wire  []byte          // the whole WebSocket frame: header, then frame
+	// room and offset are set on history-room messages (SPEC §9.5).
+	room, offset string
+	frame        []byte // the JSON text: the frame's payload
+	wire         []byte // the whole WebSocket frame: header, then frame
 
 	deflateOnce sync.Once
 	dwire       []byte // the compressed frame, for permessage-deflate clients
@@ -55,26 +57,44 @@ func newMessage(event string, data any) (*message, error) {
 }
 
 func newRawMessage(event string, raw json.RawMessage) (*message, error) {
-	return newRawMessageID(event, raw, "")
+	return newFrame(event, raw, frameExtra{})
 }
 
 // newRawMessageID is newRawMessage for a frame that answers a request: id
 // ("" for none) goes in the frame's "id".
 func newRawMessageID(event string, raw json.RawMessage, id string) (*message, error) {
+	return newFrame(event, raw, frameExtra{id: id})
+}
+
+// frameExtra is what a frame may carry besides event and data: the id of
+// the request it answers, or the room and stream offset of a history-room
+// message (SPEC §9.5).
+type frameExtra struct {
+	id, room, offset string
+}
+
+// newFrame encodes {"event","data"?,"id"?,"room"?,"offset"?} once, with
+// the WebSocket frame header in front.
+func newFrame(event string, raw json.RawMessage, x frameExtra) (*message, error) {
 	ev, err := json.Marshal(event)
 	if err != nil {
 		return nil, fmt.Errorf("server: encode event: %w", err)
 	}
-	var idJSON []byte
-	if id != "" {
-		idJSON, _ = json.Marshal(id)
+	var fields [3][2][]byte // key, JSON value
+	nf := 0
+	for _, kv := range [3][2]string{{`"id"`, x.id}, {`"room"`, x.room}, {`"offset"`, x.offset}} {
+		if kv[1] != "" {
+			v, _ := json.Marshal(kv[1])
+			fields[nf] = [2][]byte{[]byte(kv[0]), v}
+			nf++
+		}
 	}
 	n := len(`{"event":}`) + len(ev)
 	if raw != nil {
 		n += len(`,"data":`) + len(raw)
 	}
-	if idJSON != nil {
-		n += len(`,"id":`) + len(idJSON)
+	for _, f := range fields[:nf] {
+		n += 2 + len(f[0]) + len(f[1])
 	}
 	// The frame header goes in front of the payload, in the same buffer,
 	// so that the raw path writes a whole frame from one slice.
@@ -86,15 +106,18 @@ func newRawMessageID(event string, raw json.RawMessage, id string) (*message, er
 		frame = append(frame, `,"data":`...)
 		frame = append(frame, raw...)
 	}
-	if idJSON != nil {
-		frame = append(frame, `,"id":`...)
-		frame = append(frame, idJSON...)
+	for _, f := range fields[:nf] {
+		frame = append(frame, ',')
+		frame = append(frame, f[0]...)
+		frame = append(frame, ':')
+		frame = append(frame, f[1]...)
 	}
 	frame = append(frame, '}')
 	if raw != nil && !json.Valid(raw) {
 		return nil, fmt.Errorf("server: data of %q is not valid JSON", event)
 	}
-	return &message{event: event, data: raw, id: id, frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
+	return &message{event: event, data: raw, id: x.id, room: x.room, offset: x.offset,
+		frame: frame, wire: hdr[:len(hdr)+len(frame)]}, nil
 }
 
 // transformJob is one encrypted recipient of a message.
@@ -104,7 +127,8 @@ type transformJob struct {
 }
 
 // deliver queues m for every recipient that is authenticated and not in
-// exclude, and writes it to each socket right away unless someone is
+// exclude (a history-room message for a client still recovering that room
+// is held back for it, see holdOrDropLocked), and writes it to each socket right away unless someone is
 // already writing there (see outbox). It never blocks on a socket and
 // allocates nothing per plain recipient: they share m's bytes; encrypted
 // ones get an ordered slot that transform workers fill. A large fan-out is
@@ -112,13 +136,19 @@ type transformJob struct {
 // core; deliver returns once each recipient has the message queued or
 // written.
 func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]struct{}) int {
+	return h.deliverWith(m, recipients, exclude, false)
+}
+
+// deliverWith is deliver; replay is set by a recovery, whose messages go
+// to a client whose room is still recovering (others are held back for it).
+func (h *Helper) deliverWith(m *message, recipients []*client, exclude map[string]struct{}, replay bool) int {
 	if len(recipients) == 0 {
 		return 0
 	}
 	parts := min(runtime.GOMAXPROCS(0), len(recipients)/minPerDeliveryWorker)
 	var res delivery
 	if parts <= 1 {
-		h.deliverPart(m, recipients, exclude, &res)
+		h.deliverPart(m, recipients, exclude, replay, &res)
 	} else {
 		results := make([]delivery, parts)
 		per := (len(recipients) + parts - 1) / parts
@@ -128,13 +158,13 @@ func (h *Helper) deliver(m *message, recipients []*client, exclude map[string]st
 			wg.Add(1)
 			work := func() {
 				defer wg.Done()
-				h.deliverPart(m, part, exclude, &results[i])
+				h.deliverPart(m, part, exclude, replay, &results[i])
 			}
 			if !h.conns.tryGo(work) {
 				work() // stopping: no new goroutines; do it here
 			}
 		}
-		h.deliverPart(m, recipients[:per], exclude, &results[0])
+		h.deliverPart(m, recipients[:per], exclude, replay, &results[0])
 		wg.Wait()
 		for i := range results {
 			res.delivered += results[i].delivered
@@ -160,7 +190,7 @@ type delivery struct {
 }
 
 // deliverPart queues and writes m for recipients (see deliver).
-func (h *Helper) deliverPart(m *message, recipients []*client, exclude map[string]struct{}, res *delivery) {
+func (h *Helper) deliverPart(m *message, recipients []*client, exclude map[string]struct{}, replay bool, res *delivery) {
 	transform := h.opts.OutboundTransformer != nil
 	for _, c := range recipients {
 		if exclude != nil {
@@ -174,6 +204,10 @@ func (h *Helper) deliverPart(m *message, recipients []*client, exclude map[strin
 		// "connected" or an encryption switch overtakes it.
 		c.mu.Lock()
 		if c.closing || c.state != protocol.StateAuthenticated {
+			c.mu.Unlock()
+			continue
+		}
+		if m.room != "" && !replay && (c.recovering != nil || c.floors != nil) && c.holdOrDropLocked(m) {
 			c.mu.Unlock()
 			continue
 		}
@@ -385,6 +419,9 @@ func (h *Helper) Send(ctx context.Context, destination, event string, data any) 
 		n := h.deliverClient(m, destination, nil)
 		return h.publish(ctx, protocol.TypeClient, destination, m, nil, n)
 	}
+	if size, ttl := h.historyFor(destination); size > 0 {
+		return h.publishHistory(ctx, destination, m, nil, size, ttl)
+	}
 	n := h.deliverRoom(m, destination, nil, false)
 	return h.publish(ctx, protocol.TypeRoom, destination, m, nil, n)
 }
@@ -409,6 +446,11 @@ func (h *Helper) PublishToRoom(ctx context.Context, room, event string, data any
 	m, err := newMessage(event, data)
 	if err != nil {
 		return err
+	}
+	if size, ttl := h.historyFor(room); size > 0 {
+		// Appended and published in one step, delivered to every member
+		// (here too) from the subscription, in stream order.
+		return h.publishHistory(ctx, room, m, exclude, size, ttl)
 	}
 	n := h.deliverRoom(m, room, toSet(exclude), false)
 	return h.publish(ctx, protocol.TypeRoom, room, m, exclude, n)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -42,7 +41,7 @@ var ErrInvalidDisconnect = errors.New("server: invalid disconnect")
 
 // maxCloseReason is the longest reason a close frame can carry (RFC 6455
 // §5.5: 125 bytes of payload, two of them the code).
-const maxCloseReason = 123
+const maxCloseReason = protocol.MaxCloseReason
 
 // appDisconnect checks a Disconnect from application code; the zero value
 // becomes DisconnectDefault.
@@ -128,30 +127,19 @@ func (h *Helper) DisconnectClient(ctx context.Context, clientID string, d Discon
 // how many local clients the caller already acted on (for PublishError).
 func (h *Helper) publishControl(ctx context.Context, m protocol.Control, local int) error {
 	m.ServerID = h.serverID
-	b, err := json.Marshal(m)
+	b, err := protocol.EncodeControl(m)
 	if err != nil {
-		return fmt.Errorf("server: encode control message: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
 	return h.publishPayload(ctx, protocol.ChannelControl, b, "control", local)
 }
 
-// parseControl decodes and checks a message from ws:control.
+// parseControl decodes and checks a message from ws:control (protocol's
+// codec, shared with the emitter).
 func parseControl(payload []byte) (protocol.Control, error) {
-	var m protocol.Control
-	if err := json.Unmarshal(payload, &m); err != nil {
-		return m, fmt.Errorf("server: control message: %w", err)
-	}
-	if m.ServerID == "" {
-		return m, errors.New("server: control message without serverId")
-	}
-	if m.Type != protocol.ControlDisconnect {
-		return m, fmt.Errorf("server: control message type %q unknown", m.Type)
-	}
-	if (m.User == "") == (m.Client == "") {
-		return m, errors.New("server: disconnect control message needs exactly one of user and client")
-	}
-	if _, err := appDisconnect(Disconnect{Code: m.Code, Reason: m.Reason}); err != nil || m.Code == 0 {
-		return m, fmt.Errorf("server: disconnect control message: code %d: want 4000-4999", m.Code)
+	m, err := protocol.DecodeControl(payload)
+	if err != nil {
+		return m, fmt.Errorf("server: %w", err)
 	}
 	return m, nil
 }

@@ -2,7 +2,8 @@
 // WebSocketServerHelper. It upgrades HTTP requests, authenticates clients in
 // their first message, keeps rooms and user indexes, runs the application
 // heartbeat, optionally encrypts per client, and joins many instances into
-// one through Redis Pub/Sub. It works without fx: New, Configure, mount the
+// one through Redis Pub/Sub (or runs one instance alone on the local bus).
+// It works without fx: New, Configure, mount the
 // Helper as an http.Handler, and Shutdown.
 //
 // # Goroutines and who stops them
@@ -29,9 +30,13 @@
 //   - Short-lived transform workers, at most EncryptedBatchLimit per fan-out,
 //     fill the outbox slots of encrypted clients in order and write what
 //     that made ready.
-//   - Redis: one receive loop (pattern and interest modes; in sharded mode
-//     one per cluster master), one goroutine that (un)subscribes the
-//     channels of interest, one publisher that pipelines publishes.
+//   - The bus (internal/bus, chosen once by New; the rest of the server does
+//     not know the mode): with Redis, one receive loop (pattern and
+//     interest modes; in sharded mode one per cluster master), one
+//     goroutine that (un)subscribes the wanted channels (interest and
+//     sharded), one publisher that pipelines publishes. The bus starts them
+//     in Configure (bus.Start) and Shutdown joins them (bus.Close). The
+//     local bus (Options.LocalBus) runs none.
 //   - One sweeper: heartbeat timeouts and protocol pings.
 //
 // All of them are counted by the Helper and Shutdown waits for every one.

@@ -4,8 +4,18 @@ import "errors"
 
 // Errors returned by the Helper.
 var (
-	// ErrNoRedis: Options.Redis is nil.
-	ErrNoRedis = errors.New("server: no Redis connection: set Options.Redis (in fx, provide the redis-connection binding)")
+	// ErrNoRedis: Options.Redis is nil and Options.LocalBus is not set.
+	ErrNoRedis = errors.New("server: no Redis connection: set Options.Redis (in fx, provide the redis-connection binding), " +
+		"or Options.LocalBus to run one instance without Redis")
+	// ErrLocalBusWithRedis: both Options.LocalBus and Options.Redis are set.
+	ErrLocalBusWithRedis = errors.New("server: Options.LocalBus and Options.Redis are both set: " +
+		"choose one (the local bus serves one instance without Redis)")
+	// ErrPresenceNeedsRedis: PresenceRooms is set with Options.LocalBus;
+	// presence is kept in Redis.
+	ErrPresenceNeedsRedis = errors.New("server: Config.PresenceRooms needs Redis (Options.Redis): the local bus keeps no presence")
+	// ErrHistoryNeedsRedis: HistoryFor is set with Options.LocalBus;
+	// history is kept in Redis streams.
+	ErrHistoryNeedsRedis = errors.New("server: Config.HistoryFor needs Redis (Options.Redis): the local bus keeps no history")
 	// ErrNoAuthenticate: Options.Authenticate is nil.
 	ErrNoAuthenticate = errors.New("server: no authenticate handler: set Options.Authenticate (in fx, provide the authenticate-handler binding)")
 	// ErrEncryptionSetup: RequireEncryption without a handshake or transformer.

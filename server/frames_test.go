@@ -12,8 +12,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
-	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestInvalidFramesGetAnErrorAndKeepTheConnection(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
-	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 // Environment of the fan-out benchmarks' client process.
@@ -77,13 +77,14 @@ type testServer struct {
 }
 
 // startServer runs a configured Helper behind an httptest server. Missing
-// Redis and Authenticate options are filled in.
+// Redis and Authenticate options are filled in; with opts.LocalBus set
+// (see startLocal) no Redis is started and rs must be nil.
 func startServer(t testing.TB, rs *redistest.Server, opts server.Options) *testServer {
 	t.Helper()
-	if rs == nil {
+	if rs == nil && !opts.LocalBus {
 		rs = redistest.Start(t)
 	}
-	if opts.Redis == nil {
+	if opts.Redis == nil && !opts.LocalBus {
 		opts.Redis = rs.Client(t)
 	}
 	if opts.Authenticate == nil {
@@ -109,6 +110,14 @@ func startServer(t testing.TB, rs *redistest.Server, opts server.Options) *testS
 		srv.Close()
 	})
 	return ts
+}
+
+// startLocal runs a Helper on the local bus: one instance, no Redis. Tests
+// that are not about Redis use it.
+func startLocal(t testing.TB, opts server.Options) *testServer {
+	t.Helper()
+	opts.LocalBus = true
+	return startServer(t, nil, opts)
 }
 
 func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.srv.URL, "http") }

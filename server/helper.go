@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/bus"
 )
 
 // Helper is the WebSocket server helper. It is an http.Handler that upgrades
@@ -27,29 +29,32 @@ type Helper struct {
 	opts     Options
 	log      *zap.Logger
 	serverID string
+	// rdb is the Redis connection (nil on the local bus). Only presence
+	// uses it directly (a key-value store, not Pub/Sub); messages go
+	// through bus.
 	rdb      redis.UniversalClient
 	upgrader websocket.Upgrader
+	// bus carries messages to and from the other instances; the server
+	// does not know which mode it runs (see newBus).
+	bus bus.Bus
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
 
-	lifeMu     sync.Mutex
-	configured bool
-	shutdown   bool
-	stopped    chan struct{} // closed when the first Shutdown has finished
-	stopErr    error
-	accepting  atomic.Bool
-	pubsub     *redis.PubSub
-	subscribed atomic.Bool
-	pending    atomic.Int64 // connections not yet authenticated
-
-	redisDownSince atomic.Int64 // unix nanoseconds; 0 while subscribed
-	interest       *interest    // nil in pattern mode
-	shards         *shards      // sharded mode only
-	pub            *publisher
+	// state is the lifecycle (stateNew → stateStarting → stateRunning →
+	// stateClosed, or back to stateNew when Configure fails). It is an
+	// atomic so that Health and publishes read it without waiting for a
+	// Configure that waits for Redis.
+	state atomic.Int32
+	// startSem lets one Configure run at a time; only Configure takes it.
+	startSem  chan struct{}
+	stopped   chan struct{} // closed when the first Shutdown has finished
+	stopErr   error         // written before stopped is closed
+	accepting atomic.Bool
+	pending   atomic.Int64 // connections not yet authenticated
 
 	conns  group // handler, reader, writer, auth, transform and delivery goroutines
-	bg     group // Redis receive loop and sweeper
+	bg     group // sweeper (the bus runs and joins its own goroutines)
 	outEnv outboxEnv
 
 	// mu guards the indexes below and client.rooms / client.removed.
@@ -61,6 +66,7 @@ type Helper struct {
 	stats    counters
 	samples  sampler        // log sampling of client-caused events
 	presence *presenceQueue // nil unless Config.PresenceRooms is set
+	hist     historyState   // per history room, the last offset delivered here
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
@@ -69,8 +75,15 @@ func New(opts Options) (*Helper, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Redis == nil {
+	switch {
+	case opts.LocalBus && opts.Redis != nil:
+		return nil, ErrLocalBusWithRedis
+	case opts.Redis == nil && !opts.LocalBus:
 		return nil, ErrNoRedis
+	case opts.LocalBus && opts.PresenceRooms != nil:
+		return nil, ErrPresenceNeedsRedis
+	case opts.LocalBus && opts.HistoryFor != nil:
+		return nil, ErrHistoryNeedsRedis
 	}
 	if opts.Authenticate == nil {
 		return nil, ErrNoAuthenticate
@@ -79,17 +92,15 @@ func New(opts Options) (*Helper, error) {
 		return nil, ErrEncryptionSetup
 	}
 	cfg := opts.Config.withDefaults()
-	var cluster *redis.ClusterClient
 	switch cfg.RedisRouting {
-	case RoutingInterest, RoutingPattern:
-	case RoutingSharded:
-		var ok bool
-		if cluster, ok = opts.Redis.(*redis.ClusterClient); !ok || cluster == nil {
-			return nil, ErrShardedNeedsCluster
-		}
+	case RoutingInterest, RoutingPattern, RoutingSharded:
 	default:
 		return nil, fmt.Errorf("server: RedisRouting %q: want %q, %q or %q",
 			cfg.RedisRouting, RoutingInterest, RoutingPattern, RoutingSharded)
+	}
+	if cfg.HistoryFor != nil && cfg.RedisRouting == RoutingSharded {
+		return nil, errors.New("server: HistoryFor is not available with RedisRouting sharded " +
+			"(a history publish is a script whose PUBLISH sharded subscribers do not see)")
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -101,6 +112,7 @@ func New(opts Options) (*Helper, error) {
 		log:      logger.Named(cfg.Identifier),
 		serverID: uuid.NewString(),
 		rdb:      opts.Redis,
+		startSem: make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 		clients:  make(map[string]*client),
 		users:    make(map[string]map[string]*client),
@@ -110,13 +122,11 @@ func New(opts Options) (*Helper, error) {
 	// Every context given to a callback carries the Helper, so a handler
 	// need not depend on it (which fx would call a cycle).
 	h.ctx, h.cancel = context.WithCancel(context.WithValue(context.Background(), helperKey{}, h))
-	if cfg.RedisRouting != RoutingPattern {
-		h.interest = newInterest()
+	b, err := h.newBus(opts)
+	if err != nil {
+		return nil, err
 	}
-	if cluster != nil {
-		h.shards = newShards(h, cluster)
-	}
-	h.pub = &publisher{wake: make(chan struct{}, 1)}
+	h.bus = b
 	h.outEnv = outboxEnv{
 		limit:        cfg.BackpressureLimit,
 		closeOnLimit: cfg.CloseOnBackpressureLimit,
@@ -205,50 +215,59 @@ func (h *Helper) ServerID() string { return h.serverID }
 // Config returns the effective configuration (defaults filled in).
 func (h *Helper) Config() Config { return h.cfg }
 
-// Configure subscribes to Redis (waiting for the confirmations, at most
-// RedisTimeout) and starts the background loops. After it returns the
-// Helper accepts connections. A second call does nothing.
+// Lifecycle states (Helper.state).
+const (
+	stateNew int32 = iota
+	stateStarting
+	stateRunning
+	stateClosed
+)
+
+// Configure starts the bus: with Redis it subscribes (waiting for the
+// confirmations, at most RedisTimeout), with the local bus it returns at
+// once; then it starts the background loops. After it returns the Helper
+// accepts connections. A second call does nothing; concurrent calls wait
+// for each other (within their contexts), and Health, publishes and
+// Shutdown never wait for them: Health and publishes answer
+// ErrNotConfigured meanwhile, and Shutdown ends the wait (Configure then
+// returns ErrClosed).
 func (h *Helper) Configure(ctx context.Context) error {
-	h.lifeMu.Lock()
-	defer h.lifeMu.Unlock()
-	if h.shutdown {
+	select {
+	case h.startSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.stopped:
 		return ErrClosed
 	}
-	if h.configured {
+	defer func() { <-h.startSem }()
+	switch h.state.Load() {
+	case stateRunning:
 		return nil
+	case stateClosed:
+		return ErrClosed
 	}
-	if h.shards != nil {
-		if err := h.shards.subscribe(ctx); err != nil {
-			return err
-		}
-		h.configured = true
-		// ws:control is placed on its slot's master like any wanted
-		// channel (interest and pattern mode subscribe it with the base).
-		h.interest.set(protocol.ChannelControl, true)
-		h.shards.start()
-		// Wait (within Configure's context) for it, so that a fleet-wide
-		// disconnect sent right after start-up reaches this instance.
-		wait, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
-		h.interest.await(wait, []string{protocol.ChannelControl})
-		cancel()
-	} else {
-		ps, err := h.subscribe(ctx)
-		if err != nil {
-			return err
-		}
-		h.pubsub = ps
-		h.configured = true
-		h.bg.goAlways(func() { h.receiveLoop(ps) })
-		if h.interest != nil {
-			h.bg.goAlways(func() { h.interestLoop(ps) })
-		}
+	if !h.state.CompareAndSwap(stateNew, stateStarting) {
+		return ErrClosed
 	}
-	h.bg.goAlways(h.publishLoop)
-	h.bg.goAlways(h.sweepLoop)
-	if h.presence != nil {
-		h.bg.goAlways(h.presenceLoop)
+	if err := h.bus.Start(ctx, h.handleBusMessage); err != nil {
+		h.state.CompareAndSwap(stateStarting, stateNew)
+		if errors.Is(err, bus.ErrClosed) {
+			return ErrClosed
+		}
+		return err
+	}
+	// Shutdown may have begun meanwhile: it then owns the bus (and has
+	// stopped bg, so tryGo refuses).
+	if !h.bg.tryGo(h.sweepLoop) || !h.state.CompareAndSwap(stateStarting, stateRunning) {
+		return ErrClosed
+	}
+	if h.presence != nil && !h.bg.tryGo(h.presenceLoop) {
+		return ErrClosed
 	}
 	h.accepting.Store(true)
+	if h.state.Load() == stateClosed {
+		h.accepting.Store(false)
+	}
 	h.log.Info("websocket server configured",
 		zap.String("server_id", h.serverID), zap.String("path", h.cfg.Path))
 	return nil
@@ -257,15 +276,14 @@ func (h *Helper) Configure(ctx context.Context) error {
 // Shutdown refuses new connections at once, closes every client with 1001
 // "Server shutting down" (spread over DrainWindow if set) after what is
 // already queued for it, waits for the disconnect callbacks, closes the
-// Redis subscription and waits for every goroutine of the Helper. If ctx
-// ends first, the remaining sockets are dropped without a close frame and
-// ctx's error is returned. Calling it again (also concurrently) waits for
-// the first call and returns its result; calling it before Configure is
-// safe.
+// bus (the Redis subscriptions) and waits for every goroutine of the
+// Helper. If ctx ends first, the remaining sockets are dropped without a
+// close frame and ctx's error is returned. Calling it again (also
+// concurrently) waits for the first call and returns its result; calling
+// it before or during Configure is safe (a Configure under way then
+// returns ErrClosed).
 func (h *Helper) Shutdown(ctx context.Context) error {
-	h.lifeMu.Lock()
-	if h.shutdown {
-		h.lifeMu.Unlock()
+	if h.state.Swap(stateClosed) == stateClosed {
 		select {
 		case <-h.stopped:
 			return h.stopErr
@@ -273,9 +291,7 @@ func (h *Helper) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	h.shutdown = true
 	h.accepting.Store(false)
-	h.lifeMu.Unlock()
 	h.stopErr = h.shutdownNow(ctx)
 	close(h.stopped)
 	return h.stopErr
@@ -300,17 +316,9 @@ func (h *Helper) shutdownNow(ctx context.Context) error {
 	}
 	h.cancel()
 	h.bg.stop()
-	h.lifeMu.Lock()
-	ps := h.pubsub
-	h.lifeMu.Unlock()
-	if ps != nil {
-		_ = ps.Close()
-	}
-	if h.shards != nil {
-		h.shards.close()
-	}
+	// Close ends a Configure still waiting for Redis too.
+	h.bus.Close()
 	_ = h.bg.wait(context.Background())
-	h.subscribed.Store(false)
 
 	h.mu.Lock()
 	clear(h.clients)
@@ -497,12 +505,12 @@ func (h *Helper) finish(c *client) {
 			delete(set, c.id)
 			if len(set) == 0 {
 				delete(h.users, userID)
-				h.interest.set(protocol.ChannelUser(userID), false)
+				h.bus.Unwant(protocol.ChannelUser(userID))
 			}
 		}
 	}
 	if c.indexed {
-		h.interest.set(protocol.ChannelClient(c.id), false)
+		h.bus.Unwant(protocol.ChannelClient(c.id))
 	}
 	for room := range c.rooms {
 		h.removeFromRoomLocked(c, room)
@@ -619,4 +627,16 @@ func (h *Helper) sweepHeartbeats(now time.Time) {
 			c.close(DisconnectHeartbeatTimeout, false)
 		}
 	}
+}
+
+// lifeErr is nil while the Helper is configured and not shut down. It
+// never waits.
+func (h *Helper) lifeErr() error {
+	switch h.state.Load() {
+	case stateRunning:
+		return nil
+	case stateClosed:
+		return ErrClosed
+	}
+	return ErrNotConfigured
 }

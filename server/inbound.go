@@ -330,13 +330,13 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		if set == nil {
 			set = make(map[string]*client)
 			h.users[userID] = set
-			h.interest.set(protocol.ChannelUser(userID), true)
+			h.bus.Want(protocol.ChannelUser(userID))
 		}
 		set[c.id] = c
 	}
 	c.indexed = true
 	c.indexedUser = userID
-	h.interest.set(protocol.ChannelClient(c.id), true)
+	h.bus.Want(protocol.ChannelClient(c.id))
 	h.addToRoomLocked(c, c.id)
 	for _, room := range h.cfg.DefaultRooms {
 		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
@@ -347,17 +347,15 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 	return indexOK
 }
 
-// routeWait bounds how long authentication waits for Redis to confirm the
-// new client's channels in interest mode.
+// routeWait bounds how long authentication waits for the bus to confirm
+// the new client's channels.
 const routeWait = 2 * time.Second
 
-// awaitRoutes waits (briefly, and only while Redis is up) until the channels
-// that reach c from other instances are subscribed, so that a client that
-// has seen "connected" misses nothing sent to it, its user or its rooms.
+// awaitRoutes waits (briefly; the bus returns at once while it is down or
+// when every channel is always live) until the channels that reach c from
+// other instances are subscribed, so that a client that has seen
+// "connected" misses nothing sent to it, its user or its rooms.
 func (h *Helper) awaitRoutes(ctx context.Context, c *client, userID string) {
-	if h.interest == nil || !h.subscribed.Load() {
-		return
-	}
 	chans := make([]string, 0, 3+len(h.cfg.DefaultRooms))
 	chans = append(chans, protocol.ChannelClient(c.id), protocol.ChannelRoom(c.id))
 	if userID != "" {
@@ -368,7 +366,7 @@ func (h *Helper) awaitRoutes(ctx context.Context, c *client, userID string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, routeWait)
 	defer cancel()
-	h.interest.await(ctx, chans)
+	h.bus.Await(ctx, chans)
 }
 
 // ConnectedFrame encodes the "connected" frame. Exported for tests and

@@ -88,6 +88,14 @@ type Config struct {
 	// RedisTimeout bounds how long Configure waits for the Redis
 	// subscriptions to be confirmed. Default 30s.
 	RedisTimeout time.Duration `json:"redisTimeout,omitempty"`
+	// PublishTimeout bounds one Redis publish round trip (one PUBLISH or
+	// one pipeline of them); a publish that takes longer fails with a
+	// timeout. Default 5s.
+	PublishTimeout time.Duration `json:"publishTimeout,omitempty"`
+	// TopologyTimeout bounds one reload of the Redis Cluster slot map, which
+	// sharded mode does when a slot moved or a node refused a channel.
+	// Default 5s.
+	TopologyTimeout time.Duration `json:"topologyTimeout,omitempty"`
 
 	// RedisRouting is "interest" (default): subscribe only to the channels
 	// of local rooms, users and clients plus ws:broadcast; or "pattern":
@@ -179,6 +187,25 @@ type Config struct {
 	// called from the presence worker, never with a lock held, and must be
 	// fast and pure. nil (default): presence off.
 	PresenceRooms func(room string) bool `json:"-"`
+	// HistoryFor turns history on for a room (SPEC §9.5): size > 0 keeps
+	// the last size messages (and, with ttl > 0, none older than ttl) in
+	// the Redis stream ws:history:{room}. Messages to such a room that go
+	// through Redis (PublishToRoom, Send, emitters given the same option)
+	// are appended and published in one script call, carry "room" and
+	// "offset" in their frames, and can be recovered with a join's
+	// "since". Local-only sends (SendToRoom, Broadcast) are not recorded.
+	// Not available with RedisRouting "sharded". Called without locks held;
+	// must be fast and pure. nil (default): no history.
+	HistoryFor func(room string) (size int, ttl time.Duration) `json:"-"`
+
+	// GapNotice sends every authenticated local client
+	// {"event":"gap","data":{"from","to"}} (RFC 3339) after this instance's
+	// Redis subscription comes back from an outage, so clients can refetch
+	// state: what was published meanwhile to plain rooms, users, clients
+	// and broadcasts did not reach this instance (history rooms are caught
+	// up instead). Default false, so Ignis clients see nothing new.
+	GapNotice bool `json:"gapNotice,omitempty"`
+
 	// PresenceEvents sends the members of a presence room
 	// {"event":"presence","data":{"room","action":"join"|"leave","clientId","userId"}}
 	// when a client joins or leaves it, on any instance. Default false.
@@ -192,13 +219,22 @@ type Config struct {
 // Bool returns a pointer to v, for Config.SendPings.
 func Bool(v bool) *bool { return &v }
 
-// Options is what New needs: the Config, the Redis connection, a logger and
-// the application's callbacks. Only Redis and Authenticate are required.
+// Options is what New needs: the Config, the Redis connection (or the
+// local bus), a logger and the application's callbacks. Only Redis (or
+// LocalBus) and Authenticate are required.
 type Options struct {
 	Config
 
-	// Redis carries the Pub/Sub traffic between instances. Required.
+	// Redis carries the Pub/Sub traffic between instances. Required unless
+	// LocalBus is set.
 	Redis redis.UniversalClient
+	// LocalBus runs one instance without Redis: messages reach this
+	// instance's clients only, publishes succeed at once and reach nobody
+	// else, fleet-wide disconnects close local clients only, and Health is
+	// nil once configured. Config.RedisRouting, RedisTimeout,
+	// PublishTimeout, TopologyTimeout, AsyncPublish and PublishQueue do not
+	// apply. Not with Redis (New returns ErrLocalBusWithRedis).
+	LocalBus bool
 	// Logger receives the helper's logs, named by Identifier. Default: a no-op logger.
 	Logger *zap.Logger
 
@@ -278,6 +314,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = protocol.DefaultRedisTimeout
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = protocol.DefaultPublishTimeout
+	}
+	if c.TopologyTimeout <= 0 {
+		c.TopologyTimeout = protocol.DefaultTopologyTimeout
 	}
 	if c.RedisRouting == "" {
 		c.RedisRouting = RoutingInterest

@@ -98,6 +98,11 @@ func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
 	if !ok {
 		return
 	}
+	since, ok := decodeSince(msg.Data)
+	if !ok {
+		c.sendError(protocol.ErrMsgInvalidFormat, msg.ID)
+		return
+	}
 	ack := func(joined []string, refused []protocol.RefusedRoom) {
 		if msg.ID != "" {
 			c.sendSystem(ackFrame(msg.ID, protocol.AckData{Event: protocol.EventJoin, Rooms: joined, Refused: refused}))
@@ -138,23 +143,108 @@ func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
 			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotAllowed})
 		}
 	}
+	recover := h.startRecovery(c, final, since)
 	joined, more, full := h.joinRooms(c, final, true)
 	refused = append(refused, more...)
-	if len(joined) > 0 && h.interest != nil && h.subscribed.Load() {
+	if len(joined) > 0 {
 		// Let the join take effect fleet-wide before it is acknowledged
-		// and before the next frame of this client is read.
+		// and before the next frame of this client is read (the bus
+		// returns at once when there is nothing to wait for).
 		chans := make([]string, len(joined))
 		for i, r := range joined {
 			chans[i] = protocol.ChannelRoom(r)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
-		h.interest.await(ctx, chans)
+		h.bus.Await(ctx, chans)
 		cancel()
+	}
+	if h.cfg.HistoryFor != nil && len(joined) > 0 && h.bus.Health().Live {
+		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
+		for _, r := range joined {
+			h.seedHistory(ctx, r)
+		}
+		cancel()
+	}
+	if len(recover) > 0 {
+		h.finishRecovery(c, msg, joined, refused, recover, since)
+		return
 	}
 	if msg.ID != "" {
 		ack(joined, refused)
 	} else if full {
 		c.sendError(protocol.ErrMsgTooManyRooms, "")
+	}
+}
+
+// startRecovery marks the history rooms of a join with "since" that c is
+// not in yet as recovering, before c joins them, so that no live message
+// for them can reach c ahead of the replay. It returns those rooms.
+func (h *Helper) startRecovery(c *client, rooms []string, since map[string]string) []string {
+	if len(since) == 0 {
+		return nil
+	}
+	var history []string
+	for _, r := range rooms {
+		if _, ok := since[r]; ok {
+			if size, _ := h.historyFor(r); size > 0 {
+				history = append(history, r)
+			}
+		}
+	}
+	if len(history) == 0 {
+		return nil
+	}
+	h.mu.RLock()
+	out := history[:0]
+	for _, r := range history {
+		if _, in := c.rooms[r]; !in {
+			out = append(out, r)
+		}
+	}
+	h.mu.RUnlock()
+	c.mu.Lock()
+	for _, r := range out {
+		if c.recovering == nil {
+			c.recovering = map[string][]*message{}
+		}
+		c.recovering[r] = nil
+	}
+	c.mu.Unlock()
+	return out
+}
+
+// finishRecovery replays the recovering rooms c joined, acknowledges the
+// join (with "recovered"), then releases what was held back: everything
+// before the ack is history, everything after it is live.
+func (h *Helper) finishRecovery(c *client, msg protocol.Message, joined []string, refused []protocol.RefusedRoom,
+	recovering []string, since map[string]string) {
+	in := make(map[string]bool, len(joined))
+	for _, r := range joined {
+		in[r] = true
+	}
+	type mark struct {
+		room string
+		last streamID
+		have bool
+	}
+	var marks []mark
+	recovered := map[string]bool{}
+	ctx, cancel := context.WithTimeout(c.ctx, h.cfg.WriteTimeout)
+	defer cancel()
+	for _, r := range recovering {
+		if !in[r] {
+			h.releaseRoom(c, r, streamID{}, false) // not joined: just forget it
+			continue
+		}
+		ok, last, have := h.replayRoom(ctx, c, r, since[r])
+		recovered[r] = ok
+		marks = append(marks, mark{r, last, have})
+	}
+	if msg.ID != "" {
+		c.sendSystem(ackFrame(msg.ID, protocol.AckData{Event: protocol.EventJoin, Rooms: joined, Refused: refused, Recovered: recovered}))
+	}
+	for _, m := range marks {
+		h.releaseRoom(c, m.room, m.last, m.have)
 	}
 }
 
@@ -226,7 +316,7 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	if set == nil {
 		set = make(map[string]*client)
 		h.rooms[room] = set
-		h.interest.set(protocol.ChannelRoom(room), true)
+		h.bus.Want(protocol.ChannelRoom(room))
 	}
 	set[c.id] = c
 	c.rooms[room] = struct{}{}
@@ -240,7 +330,8 @@ func (h *Helper) removeFromRoomLocked(c *client, room string) {
 		delete(set, c.id)
 		if len(set) == 0 {
 			delete(h.rooms, room)
-			h.interest.set(protocol.ChannelRoom(room), false)
+			h.bus.Unwant(protocol.ChannelRoom(room))
+			h.hist.forget(room)
 		}
 	}
 }

@@ -23,6 +23,7 @@ type counters struct {
 	controlReceived, controlMalformed             atomic.Uint64
 	sessionsExpired, refreshes, refreshFailures   atomic.Uint64
 	logSuppressed, presenceErrors                 atomic.Uint64
+	catchUpMessages                               atomic.Uint64
 	redisDowntime, redisLastGap                   atomic.Int64
 }
 
@@ -86,6 +87,9 @@ type Stats struct {
 	// PresenceErrors counts presence writes and refreshes Redis refused
 	// (the next refresh repairs them).
 	PresenceErrors uint64 `json:"presenceErrors"`
+	// CatchUpMessages counts history-room messages this instance missed
+	// during Redis gaps and delivered from the streams afterwards.
+	CatchUpMessages uint64 `json:"catchUpMessages"`
 }
 
 // Stats returns a snapshot. It takes every client's lock briefly, so call it
@@ -109,7 +113,7 @@ func (h *Helper) Stats() Stats {
 		RedisMalformed:     h.stats.redisMalformed.Load(),
 		RedisOutages:       h.stats.redisOutages.Load(),
 		RedisResubscribes:  h.stats.redisResubscribes.Load(),
-		RedisSubscribed:    h.subscribed.Load(),
+		RedisSubscribed:    h.bus.Health().Live,
 		RedisDowntime:      time.Duration(h.stats.redisDowntime.Load()),
 		RedisLastGap:       time.Duration(h.stats.redisLastGap.Load()),
 		RateLimited:        h.stats.rateLimited.Load(),
@@ -123,6 +127,7 @@ func (h *Helper) Stats() Stats {
 		RefreshFailures:    h.stats.refreshFailures.Load(),
 		LogLinesSuppressed: h.stats.logSuppressed.Load(),
 		PresenceErrors:     h.stats.presenceErrors.Load(),
+		CatchUpMessages:    h.stats.catchUpMessages.Load(),
 	}
 	h.mu.RLock()
 	s.Users = len(h.users)

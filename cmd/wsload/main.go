@@ -10,6 +10,7 @@
 //	wsload fanout -clients 1000 -broadcasts 200 -size 100 -pid 1234
 //	wsload echo   -clients 100 -rounds 500 -pid 1234
 //	wsload fanout -nodes ws://127.0.0.1:9000/ws,ws://127.0.0.1:9001/ws -pid 1234,1235
+//	wsload compare DIR
 //
 // idle connects -clients at -rate per second (0: as fast as -concurrency
 // allows), holds them for -hold and reports the connect+auth rate and the
@@ -25,6 +26,12 @@
 // fanout events, POST /broadcast, the bench message data) is the one of
 // internal/benchserver, which cmd/wsserver runs; see the README in this
 // directory.
+//
+// -json FILE also writes the run's numbers as JSON. wsload compare reads a
+// directory of such files named CASE.SERVER.ROUND.json (as compare.sh in
+// this directory writes them, for cmd/wsserver and the Ignis helper under
+// Bun) and prints the medians per case and server, the Go/Bun ratios and
+// the goals of issue 10.
 //
 // Targets must be loopback addresses unless -allow-remote is given. Every
 // run stops by itself within -timeout. A progress line goes to stderr once
@@ -81,6 +88,8 @@ type config struct {
 	drain       time.Duration
 	policy      policy
 	progress    bool
+	jsonPath    string
+	args        []string
 }
 
 var scenarios = []string{"idle", "fanout", "echo"}
@@ -104,6 +113,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		trigger   = fs.String("trigger", "http", "how fanout asks for messages: http (POST <control>/broadcast) or ws (a \"fanout\" frame from the first client)")
 		noProgess = fs.Bool("quiet", false, "no progress line on stderr")
 	)
+	fs.StringVar(&cfg.jsonPath, "json", "", "also write the run's numbers to this file as JSON (for wsload compare)")
 	fs.IntVar(&cfg.clients, "clients", 100, "number of clients")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "connection attempts in flight")
 	fs.Float64Var(&cfg.rate, "rate", 0, "new connections per second (0: as fast as -concurrency allows)")
@@ -119,7 +129,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "fanout: give up waiting for missing messages after this long without a new one")
 	fs.BoolVar(&cfg.policy.allowRemote, "allow-remote", false, "allow targets outside 127.0.0.0/8 and ::1 (only your own deployment)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: wsload {%s} [flags]\n\nFlags:\n", strings.Join(scenarios, "|"))
+		fmt.Fprintf(fs.Output(), "usage: wsload {%s} [flags]\n       wsload compare DIR\n\nFlags:\n", strings.Join(scenarios, "|"))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -144,6 +154,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	cfg.scenario = scenario
 	cfg.progress = !*noProgess
+	cfg.args = append([]string{scenario}, args...)
 
 	list := []string{*target}
 	if *nodes != "" {
@@ -209,6 +220,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 // run parses args, checks the targets against the loopback policy and runs
 // the scenario within the timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(args[1:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, stderr)
 	if err != nil {
 		return err
@@ -237,6 +251,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if rep != nil {
 		rep.print(stdout)
+		if cfg.jsonPath != "" {
+			if werr := writeResult(cfg.jsonPath, newResult(cfg, rep, err)); werr != nil {
+				return errors.Join(err, werr)
+			}
+		}
 	}
 	return err
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,11 +219,16 @@ func TestScenarios(t *testing.T) {
 		name string
 		give []string
 		want []string
+		// wantMetrics are keys the -json result must have (with the value,
+		// when not negative).
+		wantMetrics map[string]float64
 	}{
 		{
 			name: "fanout on two nodes",
 			give: []string{"fanout", "-nodes", strings.Join(urls, ","), "-clients", "20", "-broadcasts", "30", "-pid", self},
 			want: []string{"deliveries expected / unique 600 / 600", "lost", "0 (20 of 20 clients", "duplicates", "node 2 deliveries", "server CPU per delivery"},
+			wantMetrics: map[string]float64{"deliveries": 600, "lost": 0, "clients_connected": 20, "cpu_per_delivery_us": -1,
+				"latency_p50_ms": -1, "latency_p99_ms": -1, "server_cpu_ms": -1, "connect_rate": -1},
 		},
 		{
 			name: "fanout triggered by a frame, to a room",
@@ -233,22 +241,39 @@ func TestScenarios(t *testing.T) {
 			want: []string{"deliveries expected / unique 15 / 15", "local only, no Redis"},
 		},
 		{
-			name: "echo",
-			give: []string{"echo", "-url", urls[1], "-clients", "4", "-rounds", "25", "-size", "300", "-pid", self},
-			want: []string{"round trips expected / done", "100 / 100", "mismatched replies", "server CPU per round trip"},
+			name:        "echo",
+			give:        []string{"echo", "-url", urls[1], "-clients", "4", "-rounds", "25", "-size", "300", "-pid", self},
+			want:        []string{"round trips expected / done", "100 / 100", "mismatched replies", "server CPU per round trip"},
+			wantMetrics: map[string]float64{"round_trips": 100, "mismatched": 0, "cpu_per_rtt_us": -1, "rtt_p99_ms": -1},
 		},
 		{
-			name: "idle",
-			give: []string{"idle", "-nodes", strings.Join(urls, ","), "-clients", "30", "-rate", "2000", "-hold", "300ms", "-heartbeat", "100ms", "-pid", self},
-			want: []string{"30 of 30 (0 failed)", "dropped while held", "server RSS per connection (end of hold)"},
+			name:        "idle",
+			give:        []string{"idle", "-nodes", strings.Join(urls, ","), "-clients", "30", "-rate", "2000", "-hold", "300ms", "-heartbeat", "100ms", "-pid", self},
+			want:        []string{"30 of 30 (0 failed)", "dropped while held", "server RSS per connection (end of hold)"},
+			wantMetrics: map[string]float64{"clients_connected": 30, "dropped": 0, "rss_per_conn_kib": -1, "connect_rate": -1, "cpu_per_connect_us": -1},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			args := append(tt.give, "-quiet", "-timeout", "30s")
+			jsonPath := filepath.Join(t.TempDir(), "result.json")
+			args := append(tt.give, "-quiet", "-timeout", "30s", "-json", jsonPath)
 			if err := run(context.Background(), args, &out, &errOut); err != nil {
 				t.Fatalf("run: %v\n%s\n%s", err, out.String(), errOut.String())
+			}
+			b, err := os.ReadFile(jsonPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res result
+			if err := json.Unmarshal(b, &res); err != nil || !res.OK || res.Scenario != tt.give[0] || res.Args[0] != tt.give[0] {
+				t.Fatalf("-json result %s: %v", b, err)
+			}
+			for k, want := range tt.wantMetrics {
+				got, ok := res.Metrics[k]
+				if !ok || (want >= 0 && got != want) {
+					t.Errorf("metric %s = %g (present %v), want %g", k, got, ok, want)
+				}
 			}
 			// Compare with single spaces: tabwriter pads columns.
 			flat := strings.Join(strings.Fields(out.String()), " ")
@@ -277,5 +302,135 @@ func TestTimeoutStopsTheRun(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "wsload idle") {
 		t.Errorf("no summary after the timeout:\n%s", out.String())
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		give []float64
+		want float64
+	}{
+		{give: []float64{3}, want: 3},
+		{give: []float64{5, 1, 3}, want: 3},
+		{give: []float64{4, 1, 3, 2}, want: 2.5},
+	}
+	for _, tt := range tests {
+		if got := median(tt.give); got != tt.want {
+			t.Errorf("median(%v) = %g, want %g", tt.give, got, tt.want)
+		}
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(nil) = %g, want NaN", got)
+	}
+}
+
+// writeRun writes one result file as compare.sh names them.
+func writeRun(t *testing.T, dir, name string, res result) {
+	t.Helper()
+	if err := writeResult(filepath.Join(dir, name), res); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	dir := t.TempDir()
+	fan := func(cpu, p50 float64) result {
+		return result{Scenario: "fanout", Clients: 1000, OK: true, Metrics: map[string]float64{
+			"cpu_per_delivery_us": cpu, "cpu_per_delivery_sched_us": cpu / 2, "latency_p50_ms": p50, "latency_p99_ms": 2 * p50,
+			"server_cpu_ms": 1000, "wsload_cpu_pct": 40,
+		}}
+	}
+	writeRun(t, dir, "fanout-paced.go.1.json", fan(4, 2))
+	writeRun(t, dir, "fanout-paced.go.2.json", fan(6, 4))
+	writeRun(t, dir, "fanout-paced.go.3.json", fan(5, 3))
+	writeRun(t, dir, "fanout-paced.bun.1.json", fan(10, 3))
+	writeRun(t, dir, "fanout-paced.bun.2.json", fan(8, 3))
+	failed := fan(1, 1) // would pull the median down if it counted
+	failed.OK, failed.Error = false, "12 deliveries lost"
+	failed.Metrics["lost"] = 12
+	writeRun(t, dir, "fanout-paced.bun.3.json", failed)
+	idle := func(rss, rate float64) result {
+		return result{Scenario: "idle", Clients: 5000, OK: true, Metrics: map[string]float64{
+			"rss_per_conn_kib": rss, "connect_rate": rate, "cpu_per_connect_us": 100, "server_cpu_ms": 20, "wsload_cpu_pct": 95,
+		}}
+	}
+	writeRun(t, dir, "idle.go.1.json", idle(6, 12000))
+	writeRun(t, dir, "idle.bun.1.json", idle(8, 10000))
+	for _, junk := range []string{"machine.txt", "idle.go.1.txt", "summary.md"} {
+		if err := os.WriteFile(filepath.Join(dir, junk), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r, err := loadRuns(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r) != 2 || len(r["fanout-paced"][sideBun]) != 3 || r["fanout-paced"][sideBun][2].round != 3 {
+		t.Fatalf("loadRuns = %+v", r)
+	}
+	lines := r.compute("_us")
+	find := func(measure string) compareLine {
+		t.Helper()
+		for _, l := range lines {
+			if l.row.measure == measure {
+				return l
+			}
+		}
+		t.Fatalf("no line %q in %+v", measure, lines)
+		return compareLine{}
+	}
+	tests := []struct {
+		measure   string
+		wantGo    float64
+		wantBun   float64
+		wantRatio float64
+		wantMet   bool
+	}{
+		{measure: "paced fan-out: CPU per delivery", wantGo: 5, wantBun: 9, wantRatio: 5.0 / 9, wantMet: true},
+		{measure: "paced fan-out: latency p50", wantGo: 3, wantBun: 3, wantRatio: 1, wantMet: true},
+		{measure: "paced fan-out: latency p99", wantGo: 6, wantBun: 6, wantRatio: 1, wantMet: true},
+		{measure: "idle: RSS per connection", wantGo: 6, wantBun: 8, wantRatio: 0.75, wantMet: true},
+		{measure: "connect + authenticate rate", wantGo: 12000, wantBun: 10000, wantRatio: 1.2, wantMet: true},
+	}
+	for _, tt := range tests {
+		l := find(tt.measure)
+		met, ok := l.met()
+		if l.goMed != tt.wantGo || l.bunMd != tt.wantBun || math.Abs(l.ratio-tt.wantRatio) > 1e-9 || !ok || met != tt.wantMet {
+			t.Errorf("%s: go %g bun %g ratio %g met %v/%v; want %g %g %g %v", tt.measure, l.goMed, l.bunMd, l.ratio, met, ok,
+				tt.wantGo, tt.wantBun, tt.wantRatio, tt.wantMet)
+		}
+	}
+	if l := find("server CPU per connect + authenticate"); l.row.goal != 0 {
+		t.Errorf("context row has a goal: %+v", l.row)
+	}
+	if l := find("paced fan-out: CPU per delivery"); len(r.compute("_sched_us")) == 0 || l.goMed != 5 {
+		t.Errorf("schedstat lines missing")
+	}
+
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"compare", dir}, &out, &errOut); err != nil {
+		t.Fatalf("compare: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{
+		"| fanout-paced, 1000 clients | paced fan-out: CPU per delivery | 5.00 µs (4.00–6.00, 3 runs) | 9.00 µs (8.00–10.0, 2 runs) | 0.56× | ≤ 0.8× | yes |",
+		"| idle, 5000 clients | connect + authenticate rate | 12000 /s (1 run) | 10000 /s (1 run) | 1.20× | ≥ 1.2× | yes |",
+		"fanout-paced bun round 3 failed: 12 deliveries lost",
+		"fanout-paced bun: lost 12",
+		"idle go: only 20 ms of server CPU",
+		"idle bun: wsload used 95 %",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("compare output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "echo") {
+		t.Errorf("compare shows a case that was not run:\n%s", out.String())
+	}
+	if err := run(context.Background(), []string{"compare", t.TempDir()}, &out, &errOut); err == nil {
+		t.Error("compare of an empty directory succeeded")
+	}
+	if err := run(context.Background(), []string{"compare", "-cpu", "wall", dir}, &out, &errOut); err == nil {
+		t.Error("compare -cpu wall succeeded")
 	}
 }

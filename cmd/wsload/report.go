@@ -12,10 +12,20 @@ import (
 	"time"
 )
 
-// report is the summary table of one run.
+// report is the summary table of one run, and the numbers behind it that
+// -json writes for wsload compare.
 type report struct {
-	title string
-	rows  [][2]string
+	title   string
+	rows    [][2]string
+	metrics map[string]float64
+}
+
+// metric records a number under a key of the -json result (see result).
+func (r *report) metric(key string, v float64) {
+	if r.metrics == nil {
+		r.metrics = make(map[string]float64)
+	}
+	r.metrics[key] = v
 }
 
 func (r *report) add(name, format string, args ...any) {
@@ -33,11 +43,19 @@ func (r *report) print(w io.Writer) {
 	_ = tw.Flush()
 }
 
-// addLatency adds p50, p90, p99, max and mean rows for h.
-func (r *report) addLatency(name string, h *histogram) {
+// addLatency adds p50, p90, p99, max and mean rows for h and, when key is
+// not empty, the metrics key_p50_ms, key_p90_ms, key_p99_ms and key_max_ms.
+func (r *report) addLatency(name, key string, h *histogram) {
 	if h.count() == 0 {
 		r.add(name, "no samples")
 		return
+	}
+	if key != "" {
+		msOf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		r.metric(key+"_p50_ms", msOf(h.quantile(0.50)))
+		r.metric(key+"_p90_ms", msOf(h.quantile(0.90)))
+		r.metric(key+"_p99_ms", msOf(h.quantile(0.99)))
+		r.metric(key+"_max_ms", msOf(h.maxValue()))
 	}
 	r.add(name+" p50 / p90 / p99", "%s / %s / %s", ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)))
 	r.add(name+" max / mean", "%s / %s", ms(h.maxValue()), ms(h.mean()))
@@ -151,12 +169,16 @@ func (m *meter) totalServerCPU() time.Duration {
 }
 
 // addCPU adds the server CPU rows: total, per unit of work (deliveries,
-// round trips, connections) and per process when there are several.
-func (r *report) addCPU(m *meter, work int64, unit string) {
+// round trips, connections) and per process when there are several. The
+// metrics are key_us (utime+stime per unit, summed over the processes),
+// key_sched_us (schedstat, when every sample had it), server_cpu_ms
+// (utime+stime over the window) and wsload_cpu_pct.
+func (r *report) addCPU(m *meter, work int64, unit, key string) {
 	if m.sampleErr != nil {
 		r.add("server CPU", "not measured: %v", m.sampleErr)
 	} else if m.hasSamples {
 		total := m.totalServerCPU()
+		r.metric("server_cpu_ms", float64(total)/float64(time.Millisecond))
 		r.add("server CPU (utime+stime)", "%s over %s (%.0f %% of one core; resolution %s)",
 			ms(total), ms(m.elapsed), 100*float64(total)/float64(m.elapsed), time.Second/time.Duration(clockTicks))
 		if m.schedOK {
@@ -164,6 +186,10 @@ func (r *report) addCPU(m *meter, work int64, unit string) {
 		}
 		if work > 0 {
 			perUnit := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(work) }
+			r.metric(key+"_us", perUnit(total))
+			if m.schedOK {
+				r.metric(key+"_sched_us", perUnit(m.schedCPU))
+			}
 			if m.schedOK {
 				r.add("server CPU per "+unit, "%.2f µs (utime+stime: %.2f µs)", perUnit(m.schedCPU), perUnit(total))
 			} else {
@@ -180,8 +206,9 @@ func (r *report) addCPU(m *meter, work int64, unit string) {
 	} else {
 		r.add("server CPU", "not measured (give -pid)")
 	}
-	r.add("wsload CPU", "%s (%.0f %% of one core, GOMAXPROCS %d)", ms(m.selfCPU),
-		100*float64(m.selfCPU)/float64(max(m.elapsed, 1)), runtime.GOMAXPROCS(0))
+	selfPct := 100 * float64(m.selfCPU) / float64(max(m.elapsed, 1))
+	r.metric("wsload_cpu_pct", selfPct)
+	r.add("wsload CPU", "%s (%.0f %% of one core, GOMAXPROCS %d)", ms(m.selfCPU), selfPct, runtime.GOMAXPROCS(0))
 }
 
 // addRSS adds the servers' resident set sizes after the window.

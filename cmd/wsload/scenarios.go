@@ -27,9 +27,13 @@ func (r *runner) connectPhase(ctx context.Context, rep *report, d *dialer) ([]*c
 	m.stop()
 	n := r.conn.connected.Load()
 	rep.add("clients connected+authenticated", "%d of %d (%d failed)", n, r.cfg.clients, r.conn.failed.Load())
+	rate := float64(n) / elapsed.Seconds()
 	rep.add("connect+auth time", "%s (%.0f /s, -concurrency %d, -rate %g)", ms(elapsed),
-		float64(n)/elapsed.Seconds(), r.cfg.concurrency, r.cfg.rate)
-	rep.addLatency("connect+auth latency", &r.conn.latency)
+		rate, r.cfg.concurrency, r.cfg.rate)
+	rep.metric("clients_connected", float64(n))
+	rep.metric("connect_failed", float64(r.conn.failed.Load()))
+	rep.metric("connect_rate", rate)
+	rep.addLatency("connect+auth latency", "connect", &r.conn.latency)
 	return clients, m
 }
 
@@ -96,7 +100,7 @@ func (r *runner) idle(ctx context.Context) (*report, error) {
 	}
 	all, connMeter := r.connectPhase(ctx, rep, r.newDialer())
 	clients := live(all)
-	rep.addCPU(connMeter, int64(len(clients)), "connect+auth")
+	rep.addCPU(connMeter, int64(len(clients)), "connect+auth", "cpu_per_connect")
 
 	var rs readers
 	var unexpected atomic.Int64
@@ -136,6 +140,7 @@ wait:
 	rep.add("held", "%s (heartbeat every %s)", ms(time.Since(holdStart)), r.cfg.heartbeat)
 	rssHeld, _ := r.cfg.pids.sample()
 	rep.add("dropped while held", "%d", rs.dropped.Load())
+	rep.metric("dropped", float64(rs.dropped.Load()))
 	rep.add("frames received while held", "%d (pings are answered, not counted)", unexpected.Load())
 	if len(rss0) > 0 && len(rssHeld) == len(rss0) {
 		var before, connected, held int64
@@ -148,8 +153,12 @@ wait:
 		}
 		rep.add("server RSS before / connected / end of hold", "%s / %s / %s", mib(before), mib(connected), mib(held))
 		if n := int64(len(clients)); n > 0 {
-			rep.add("server RSS per connection (end of hold)", "%.2f KiB", float64(held-before)/1024/float64(n))
-			rep.add("server RSS per connection (just connected)", "%.2f KiB", float64(connected-before)/1024/float64(n))
+			perHeld := float64(held-before) / 1024 / float64(n)
+			perConnected := float64(connected-before) / 1024 / float64(n)
+			rep.add("server RSS per connection (end of hold)", "%.2f KiB", perHeld)
+			rep.add("server RSS per connection (just connected)", "%.2f KiB", perConnected)
+			rep.metric("rss_per_conn_kib", perHeld)
+			rep.metric("rss_per_conn_connected_kib", perConnected)
 		}
 	} else if len(r.cfg.pids.pids) == 0 {
 		rep.add("server RSS", "not measured (give -pid)")
@@ -295,16 +304,22 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 	if span := time.Duration(lastRecv.Load() - firstT.Load()); unique > 0 && span > 0 {
 		rep.add("delivery throughput", "%.0f deliveries/s (first send → last receive %s)", float64(unique)/span.Seconds(), ms(span))
 	}
-	rep.addLatency("delivery latency", &lat)
+	rep.metric("deliveries_expected", float64(expected))
+	rep.metric("deliveries", float64(unique))
+	rep.metric("lost", float64(expected-unique))
+	rep.metric("duplicates", float64(dups))
+	rep.metric("out_of_order", float64(ooo))
+	rep.addLatency("delivery latency", "latency", &lat)
 	if len(cfg.nodes) > 1 {
 		for i := range cfg.nodes {
 			rep.add(fmt.Sprintf("node %d deliveries", i+1), "%d", nodeGot[i].Load())
-			rep.addLatency(fmt.Sprintf("node %d latency", i+1), &nodeLat[i])
+			rep.addLatency(fmt.Sprintf("node %d latency", i+1), "", &nodeLat[i])
 		}
 	}
-	rep.addCPU(meter, unique, "delivery")
+	rep.addCPU(meter, unique, "delivery", "cpu_per_delivery")
 	rep.addRSS(meter)
 	rep.add("dropped connections", "%d", rs.dropped.Load())
+	rep.metric("dropped", float64(rs.dropped.Load()))
 	if triggerErr != nil {
 		r.errs.add(fmt.Errorf("trigger: %w", triggerErr))
 	}
@@ -424,8 +439,11 @@ func (r *runner) echo(ctx context.Context) (*report, error) {
 		rep.add("other frames", "%d", other.Load())
 	}
 	rep.add("round-trip throughput", "%.0f round trips/s over %s", float64(done.Load())/m.elapsed.Seconds(), ms(m.elapsed))
-	rep.addLatency("round-trip time", &rtt)
-	rep.addCPU(m, done.Load(), "round trip")
+	rep.metric("round_trips_expected", float64(expected))
+	rep.metric("round_trips", float64(done.Load()))
+	rep.metric("mismatched", float64(mismatched.Load()))
+	rep.addLatency("round-trip time", "rtt", &rtt)
+	rep.addCPU(m, done.Load(), "round trip", "cpu_per_rtt")
 	rep.addRSS(m)
 	rep.addErrors(&r.errs)
 	switch {

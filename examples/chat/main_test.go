@@ -18,6 +18,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/helpers/ecdh"
 	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -120,38 +121,27 @@ type frame struct {
 	Data  json.RawMessage `json:"data"`
 }
 
+// wsClient is the kit's client (wstest) with the chat helpers below.
 type wsClient struct {
-	t    testing.TB
-	conn *websocket.Conn
+	*wstest.Client
+	t testing.TB
 }
 
 func (h *harness) dial() *wsClient {
 	h.t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	conn, res, err := d.Dial("ws"+strings.TrimPrefix(h.base, "http")+"/ws", nil)
-	if res != nil && res.Body != nil {
-		res.Body.Close()
-	}
-	if err != nil {
-		h.t.Fatalf("dial: %v", err)
-	}
-	h.t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: h.t, conn: conn}
+	return &wsClient{Client: wstest.Dial(h.t, "ws"+strings.TrimPrefix(h.base, "http")+"/ws", nil), t: h.t}
 }
 
 func (c *wsClient) send(event string, data any) {
 	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
-	if err := c.conn.WriteJSON(map[string]any{"event": event, "data": data}); err != nil {
-		c.t.Fatalf("send %s: %v", event, err)
-	}
+	c.Client.Send(event, data)
 }
 
 // read returns the next frame, or the error that ended the connection.
 func (c *wsClient) read() (frame, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	_ = c.Conn.SetReadDeadline(time.Now().Add(wstest.WaitTimeout))
 	var f frame
-	_, b, err := c.conn.ReadMessage()
+	_, b, err := c.Conn.ReadMessage()
 	if err != nil {
 		return f, err
 	}
@@ -318,7 +308,8 @@ func TestPage(t *testing.T) {
 		path, want string
 	}{
 		{"/", "<!doctype html>"},
-		{"/app.js", "from '/ignis-ws-client.js'"},
+		{"/app.js", "from '/wscomponent.js'"},
+		{"/wscomponent.js", "export class WSClient"},
 		{"/style.css", "#log"},
 		{"/favicon.svg", "<svg"},
 		{"/ignis-ws-client.js", "export class IgnisSocket"},
@@ -341,6 +332,21 @@ func TestPage(t *testing.T) {
 		t.Errorf("GET /favicon.ico: status %d, body %.40q", status, body)
 	}
 	checkClientConfig(t, h, false)
+	checkClientModule(t, h)
+}
+
+// checkClientModule checks that the page's client module (clients/js) is
+// served where app.js imports it from.
+func checkClientModule(t *testing.T, h *harness) {
+	t.Helper()
+	status, header, body := h.doHeader(http.MethodGet, "/wscomponent.js", "", nil)
+	if ct := header.Get("Content-Type"); status != http.StatusOK || !strings.HasPrefix(ct, "text/javascript") ||
+		!strings.Contains(string(body), "export class WSClient") {
+		t.Errorf("GET /wscomponent.js: status %d, Content-Type %q; want 200, text/javascript, the module", status, ct)
+	}
+	if _, _, app := h.doHeader(http.MethodGet, "/app.js", "", nil); !strings.Contains(string(app), "from '/wscomponent.js'") {
+		t.Error("app.js does not import /wscomponent.js")
+	}
 }
 
 // checkClientConfig checks GET /api/config, which tells the page its mode.
@@ -442,6 +448,7 @@ func (c *encClient) joinRoom(room, name string)       { joinRoom(c, room, name) 
 func TestEncryptedChat(t *testing.T) {
 	h := startAppWith(t, config{Encrypt: true})
 	checkClientConfig(t, h, true)
+	checkClientModule(t, h)
 	status, header, body := h.doHeader(http.MethodGet, "/ignis-ws-client.js", "", nil)
 	if ct := header.Get("Content-Type"); status != http.StatusOK || !strings.HasPrefix(ct, "text/javascript") ||
 		!strings.Contains(string(body), "export class IgnisSocket") {

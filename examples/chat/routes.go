@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	wsjs "github.com/ignis-go/wscomponent/clients/js"
 	"github.com/ignis-go/wscomponent/server"
 	"github.com/ignis-go/wscomponent/server/encryption"
 )
@@ -32,8 +33,8 @@ const (
 )
 
 // pageSecurityPolicy keeps the page to its own origin: no inline script,
-// no third-party resources. The browser client of server/encryption is a
-// module the app serves itself, so default-src 'self' admits it.
+// no third-party resources. The client module (clients/js) is served by the
+// app itself, so default-src 'self' admits it.
 const pageSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; " +
 	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
@@ -73,8 +74,12 @@ func registerRoutes(e *echo.Echo, cfg config, log *zap.Logger, t *tokens, ws *se
 	e.GET("/favicon.ico", func(c echo.Context) error {
 		return c.Redirect(http.StatusMovedPermanently, "/favicon.svg")
 	})
-	// The browser client the page imports. It is served in both modes: the
-	// page uses it for plaintext connections too.
+	// The client the page imports (clients/js): connection, reconnect,
+	// rooms and, when the server requires it, encryption.
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/"+wsjs.FileName,
+		echo.WrapHandler(wsjs.Handler()), pageHeaders)
+	// The older encryption-only browser client of server/encryption, for
+	// pages written against it.
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/"+encryption.ClientJSName,
 		echo.WrapHandler(encryption.JSHandler()), pageHeaders)
 }

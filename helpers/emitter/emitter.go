@@ -12,10 +12,14 @@ package emitter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
@@ -54,14 +58,22 @@ type Options struct {
 	// subscribers: not Ignis servers nor servers in pattern or interest
 	// mode. Default false.
 	Sharded bool
+
+	// HistoryFor must be the servers' server.Config.HistoryFor (SPEC
+	// §9.5): ToRoom to a room it gives a size > 0 appends the message to
+	// the room's stream and publishes it in one script call, exactly as
+	// the servers do, so emitter and server messages share one order and
+	// clients can recover them. Not available with Sharded.
+	HistoryFor func(room string) (size int, ttl time.Duration)
 }
 
 // Emitter publishes WebSocket messages on Redis.
 type Emitter struct {
-	rdb       redis.UniversalClient
-	sharded   bool
-	ownsRedis bool
-	log       *zap.Logger
+	rdb        redis.UniversalClient
+	sharded    bool
+	historyFor func(room string) (int, time.Duration)
+	ownsRedis  bool
+	log        *zap.Logger
 
 	// mu guards closed and the Add side of inflight, so that Close can wait
 	// for the sends it let through before it closes an owned client.
@@ -82,7 +94,10 @@ func New(o Options) (*Emitter, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Emitter{rdb: o.Redis, sharded: o.Sharded, log: log.Named("emitter")}, nil
+	if o.HistoryFor != nil && o.Sharded {
+		return nil, errors.New("emitter: HistoryFor is not available with Sharded")
+	}
+	return &Emitter{rdb: o.Redis, sharded: o.Sharded, historyFor: o.HistoryFor, log: log.Named("emitter")}, nil
 }
 
 // NewFromURL connects to the Redis that rawURL names (any form that
@@ -164,13 +179,14 @@ func (e *Emitter) control(ctx context.Context, m protocol.Control, d protocol.Di
 	if d == (protocol.Disconnect{}) {
 		d = protocol.Disconnect{Code: protocol.CloseDisconnected, Reason: protocol.ReasonDisconnected}
 	}
-	if d.Code < 4000 || d.Code > 4999 || len(d.Reason) > 123 || !utf8.ValidString(d.Reason) {
+	if d.Code < 4000 || d.Code > 4999 || len(d.Reason) > protocol.MaxCloseReason || !utf8.ValidString(d.Reason) {
 		return fmt.Errorf("%w: code %d, reason of %d bytes", ErrInvalidDisconnect, d.Code, len(d.Reason))
 	}
 	m.ServerID, m.Code, m.Reason = protocol.EmitterServerID, d.Code, d.Reason
-	payload, err := json.Marshal(m)
+	// The same codec as the servers' (helpers/protocol).
+	payload, err := protocol.EncodeControl(m)
 	if err != nil {
-		return fmt.Errorf("emitter: encode control message: %w", err)
+		return fmt.Errorf("emitter: %w", err)
 	}
 	return e.publishPayload(ctx, protocol.ChannelControl, payload, protocol.ControlDisconnect)
 }
@@ -184,7 +200,8 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 	if err != nil {
 		return fmt.Errorf("emitter: encode data of %q: %w", event, err)
 	}
-	payload, err := json.Marshal(protocol.Envelope{
+	// The same codec and channel naming as the servers' (helpers/protocol).
+	payload, err := protocol.EncodeEnvelope(protocol.Envelope{
 		ServerID: protocol.EmitterServerID,
 		Type:     typ,
 		Target:   target,
@@ -193,10 +210,44 @@ func (e *Emitter) publish(ctx context.Context, typ protocol.MessageType, target,
 		Exclude:  exclude,
 	})
 	if err != nil {
-		return fmt.Errorf("emitter: encode envelope of %q: %w", event, err)
+		return fmt.Errorf("emitter: %q: %w", event, err)
 	}
 
+	if typ == protocol.TypeRoom && e.historyFor != nil {
+		if size, ttl := e.historyFor(target); size > 0 {
+			return e.publishHistory(ctx, target, event, raw, payload, size, ttl)
+		}
+	}
 	return e.publishPayload(ctx, protocol.ChannelFor(typ, target), payload, event)
+}
+
+var historyScript = redis.NewScript(protocol.HistoryScript)
+
+// publishHistory appends to the room's stream and publishes, in one script
+// call (protocol.HistoryScript), as the servers do.
+func (e *Emitter) publishHistory(ctx context.Context, room, event string, data, envelope []byte, size int, ttl time.Duration) error {
+	if !e.enter() {
+		return ErrClosed
+	}
+	defer e.inflight.Done()
+	minID := "0"
+	if ttl > 0 {
+		minID = strconv.FormatInt(time.Now().Add(-ttl).UnixMilli(), 10)
+	}
+	var epoch [8]byte
+	_, _ = rand.Read(epoch[:])
+	offset, err := historyScript.Run(ctx, e.rdb,
+		[]string{protocol.HistoryKey(room), protocol.HistoryEpochKey(room)},
+		hex.EncodeToString(epoch[:]), size, ttl.Milliseconds(), minID, protocol.ChannelRoom(room),
+		envelope[:len(envelope)-1], event, string(data),
+	).Text()
+	if err != nil {
+		return fmt.Errorf("emitter: publish %q to history room %q: %w", event, room, err)
+	}
+	if ce := e.log.Check(zap.DebugLevel, "published to history"); ce != nil {
+		ce.Write(zap.String("room", room), zap.String("event", event), zap.String("offset", offset))
+	}
+	return nil
 }
 
 // publishPayload publishes payload on channel; event names it in errors

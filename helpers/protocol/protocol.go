@@ -38,6 +38,10 @@ type Envelope struct {
 	Event    string          `json:"event"`
 	Data     json.RawMessage `json:"data"`
 	Exclude  []string        `json:"exclude,omitempty"`
+	// Offset is set on messages to history rooms (SPEC §9.5): the
+	// message's position in ws:history:{room}, "<epoch>:<stream id>".
+	// Ignis servers ignore it.
+	Offset string `json:"offset,omitempty"`
 }
 
 // MessageType says how an Envelope is delivered.
@@ -87,7 +91,20 @@ const (
 	// (C→S, answered by an ack) and a join/leave notice (S→C, with
 	// Config.PresenceEvents).
 	EventPresence = "presence"
+	// EventGap (S→C, with Config.GapNotice) says that messages may have
+	// been lost between From and To because this server's Redis
+	// subscription was down; EventRecovery (S→C) says, per history room,
+	// that the server could not recover what its members missed
+	// ({"recovered":{room:false}}, as in a join's ack).
+	EventGap      = "gap"
+	EventRecovery = "recovery"
 )
+
+// GapData is the payload of a gap event: RFC 3339 times in UTC.
+type GapData struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
 
 // Presence keys (Redis keys, not channels: Ignis never sees them).
 const (
@@ -219,6 +236,8 @@ const (
 	DefaultMaxRoomsPerRequest    = 100
 	DefaultMaxRoomsPerClient     = 1000
 	DefaultRedisTimeout          = 30 * time.Second
+	DefaultPublishTimeout        = 5 * time.Second
+	DefaultTopologyTimeout       = 5 * time.Second
 	DefaultMessageRate           = 10000.0
 	DefaultMessageBurst          = 20000
 	DefaultMaxPendingConnections = 10000
@@ -293,12 +312,45 @@ const (
 
 // AckData is the payload of an ack: the request's event, the rooms it
 // applied to and those it refused, with why. Recovered is for joins with
-// "since" (history rooms).
+// "since" (history rooms): per room, whether every message after the
+// offset was replayed (false: the client must reload its state).
 type AckData struct {
-	Event   string        `json:"event"`
-	Rooms   []string      `json:"rooms"`
-	Refused []RefusedRoom `json:"refused"`
+	Event     string          `json:"event"`
+	Rooms     []string        `json:"rooms"`
+	Refused   []RefusedRoom   `json:"refused"`
+	Recovered map[string]bool `json:"recovered,omitempty"`
 }
+
+// History keys. The room is the hash tag, so that the stream and its epoch
+// live in one Redis Cluster slot and one script can touch both.
+func HistoryKey(room string) string      { return "ws:history:{" + room + "}" }
+func HistoryEpochKey(room string) string { return "ws:history:{" + room + "}:epoch" }
+
+// HistoryScript appends a message to a history room's stream and publishes
+// it in one atomic step, so stream order is publish order for every
+// publisher (servers and emitters). KEYS: stream, epoch. ARGV: candidate
+// epoch (used when the stream has none: a new or lost stream), max
+// length, TTL in ms (0: none), oldest stream id to keep by age ("0": no
+// age limit), channel, the envelope JSON without its closing brace, event,
+// data. It returns the offset "<epoch>:<stream id>".
+const HistoryScript = `
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'e', ARGV[7], 'd', ARGV[8])
+if ARGV[4] ~= '0' then
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[4])
+end
+if ARGV[3] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+local offset = epoch .. ':' .. id
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ',"offset":"' .. offset .. '"}')
+return offset
+`
 
 // RefusedRoom is one room of a join or leave that was not applied.
 type RefusedRoom struct {

@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -372,14 +373,18 @@ func cutInt(s []byte, prefix string) (int64, []byte, bool) {
 	if neg {
 		i = 1
 	}
-	var v int64
+	var u uint64
 	start := i
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		v = v*10 + int64(s[i]-'0')
+		if u > (math.MaxInt64-uint64(s[i]-'0'))/10 {
+			return 0, s, false // past int64 (a Unix time in ns has 19 digits and fits)
+		}
+		u = u*10 + uint64(s[i]-'0')
 	}
-	if i == start || i-start > 18 {
+	if i == start {
 		return 0, s, false
 	}
+	v := int64(u)
 	if neg {
 		v = -v
 	}

@@ -58,6 +58,8 @@ func TestParseBench(t *testing.T) {
 		{"escaped run", `{"event":"bench","data":{"run":"r\u0031","seq":1,"t":2}}`, 1, 2, true, true},
 		{"other event", `{"event":"echo","data":{"run":"r1","seq":1,"t":2}}`, 0, 0, false, false},
 		{"not JSON", `nope`, 0, 0, false, false},
+		{"t past int64", `{"event":"bench","data":{"run":"r1","seq":1,"t":99999999999999999999}}`, 0, 0, false, false},
+		{"max int64", `{"event":"bench","data":{"run":"r1","seq":1,"t":9223372036854775807}}`, 1, 9223372036854775807, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -74,6 +74,9 @@ const (
 	startAttempts = 5
 	// logTail is how much of a server's log an error message quotes.
 	logTail = 2048
+	// defaultNodeTimeout is a cluster node's --cluster-node-timeout unless
+	// StartClusterWith sets another.
+	defaultNodeTimeout = 2 * time.Second
 )
 
 // mode is what kind of redis-server process a Server runs.
@@ -93,9 +96,15 @@ type Server struct {
 	dir     string
 	ownsDir bool // StartMain made dir and Stop removes it
 
-	// sentinel only: the master it watches.
-	masterName string
-	masterAddr string
+	// sentinel only: the master it watches, the quorum (0: 1) and more
+	// sentinel.conf lines for that master (StartSentinelGroup).
+	masterName   string
+	masterAddr   string
+	quorum       int
+	sentinelConf []string
+
+	// nodeTimeout is the cluster node's --cluster-node-timeout (0: 2 s).
+	nodeTimeout time.Duration
 
 	// password, if set, is passed as --requirepass; extra are more
 	// command-line arguments (StartWith).
@@ -383,11 +392,19 @@ func (s *Server) args() []string {
 		args = append(args,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
-			"--cluster-node-timeout", "2000",
+			"--cluster-node-timeout", strconv.FormatInt(s.clusterNodeTimeout().Milliseconds(), 10),
 			"--cluster-port", strconv.Itoa(s.busPort),
 		)
 	}
 	return append(args, s.extra...)
+}
+
+// clusterNodeTimeout is the node timeout of a cluster node.
+func (s *Server) clusterNodeTimeout() time.Duration {
+	if s.nodeTimeout > 0 {
+		return s.nodeTimeout
+	}
+	return defaultNodeTimeout
 }
 
 func (s *Server) sentinelConfigPath() string {
@@ -399,7 +416,11 @@ func (s *Server) writeSentinelConfig() error {
 	if err != nil {
 		return fmt.Errorf("redistest: master address %q: %w", s.masterAddr, err)
 	}
-	conf := fmt.Sprintf("sentinel monitor %s %s %s 1\n", s.masterName, host, port)
+	quorum := max(s.quorum, 1)
+	conf := fmt.Sprintf("sentinel monitor %s %s %s %d\n", s.masterName, host, port, quorum)
+	for _, line := range s.sentinelConf {
+		conf += line + "\n"
+	}
 	if err := os.WriteFile(s.sentinelConfigPath(), []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("redistest: sentinel config: %w", err)
 	}

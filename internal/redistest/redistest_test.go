@@ -312,3 +312,92 @@ func TestVersionRE(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverSentinelGroup(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	g := StartSentinelGroup(t, "mymaster", SentinelGroupOptions{})
+	if len(g.Replicas) != 1 || len(g.Sentinels) != 3 {
+		t.Fatalf("%d replicas, %d sentinels; want 1 and 3", len(g.Replicas), len(g.Sentinels))
+	}
+	fc := g.FailoverClient(t)
+	if err := fc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	g.Master.Kill()
+	err := pollUntil(20*time.Second, func(ctx context.Context) error {
+		addr, err := g.MasterAddr(ctx)
+		if err != nil {
+			return err
+		}
+		if addr != g.Replicas[0].Addr() {
+			return fmt.Errorf("master is %s, want %s", addr, g.Replicas[0].Addr())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no failover: %v", err)
+	}
+	err = pollUntil(20*time.Second, func(ctx context.Context) error {
+		return fc.Set(ctx, "k", "w", 0).Err()
+	})
+	if err != nil {
+		t.Fatalf("SET after the failover: %v", err)
+	}
+	if got, err := g.Replicas[0].Client(t).Get(ctx, "k").Result(); err != nil || got != "w" {
+		t.Fatalf("GET on the new master = %q, %v; want w", got, err)
+	}
+	if !strings.HasPrefix(g.URL(), "redis+sentinel://") {
+		t.Errorf("URL %s", g.URL())
+	}
+}
+
+func TestFailoverClusterWithReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	c := StartClusterWith(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: time.Second})
+	nodes := c.Nodes()
+	if len(nodes) != 6 {
+		t.Fatalf("%d nodes, want 6", len(nodes))
+	}
+	for i, n := range nodes {
+		info, err := n.Client(t).Info(ctx, "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		role := parseInfo(info)["role"]
+		if want := map[bool]string{true: "master", false: "slave"}[i < 3]; role != want {
+			t.Errorf("node %d (%s) is %s, want %s", i, n.Addr(), role, want)
+		}
+	}
+	cc := c.ClusterClient(t)
+	if err := cc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cc.MasterForKey(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := m.Options().Addr
+	for _, n := range nodes[:3] {
+		if n.Addr() == addr {
+			n.Kill()
+		}
+	}
+	// go-redis learns of the failover from a MOVED reply or a reload of
+	// the slot map, which ReloadState asks for.
+	err = pollUntil(20*time.Second, func(ctx context.Context) error {
+		cc.ReloadState(ctx)
+		m, err := cc.MasterForKey(ctx, "k")
+		if err != nil {
+			return err
+		}
+		if m.Options().Addr == addr {
+			return fmt.Errorf("master of k is still %s", addr)
+		}
+		return cc.Set(ctx, "k", "w", 0).Err()
+	})
+	if err != nil {
+		t.Fatalf("SET after killing master %s: %v", addr, err)
+	}
+}

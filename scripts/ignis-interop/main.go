@@ -12,9 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -302,12 +304,17 @@ var seq int
 // deliver runs trigger with a fresh event name and checks how many frames of
 // that event each client in w received within settle.
 func deliver(name string, w want, all []*client, trigger func(event string) error) {
-	deliverX(name, w, all, nil, trigger)
+	deliverX(name, w, all, nil, nil, trigger)
 }
 
+// frameCheck inspects one frame of the checked event (its raw text).
+type frameCheck func(raw string) error
+
 // deliverX is deliver where unexpected frames at the clients in ignisSide are
-// reported as Ignis observations (with the frame), not as failures.
-func deliverX(name string, w want, all []*client, ignisSide map[*client]bool, trigger func(event string) error) {
+// reported as Ignis observations (with the frame), not as failures, and
+// where every frame of the event a client in checks receives must pass its
+// check.
+func deliverX(name string, w want, all []*client, ignisSide map[*client]bool, checks map[*client]frameCheck, trigger func(event string) error) {
 	seq++
 	event := fmt.Sprintf("chk.%d", seq)
 	for _, c := range all {
@@ -326,6 +333,11 @@ func deliverX(name string, w want, all []*client, ignisSide map[*client]bool, tr
 			if eventOf(f.data) == event {
 				n++
 				raw = f.data
+				if chk := checks[c]; chk != nil {
+					if err := chk(f.data); err != nil {
+						bad = append(bad, fmt.Sprintf("%s frame %s: %v", c.name, f.data, err))
+					}
+				}
 			}
 		}
 		if ignisSide[c] && n != w[c] {
@@ -414,6 +426,9 @@ func main() {
 			HeartbeatInterval: *hbInterval,
 			HeartbeatTimeout:  *hbTimeout,
 			RedisRouting:      *routing,
+			PresenceRooms:     presenceRoom,
+			PresenceEvents:    true,
+			HistoryFor:        historyFor,
 		},
 		Redis: rdb,
 		Authenticate: func(_ context.Context, req server.AuthenticateRequest) (*server.AuthResult, error) {
@@ -450,7 +465,7 @@ func main() {
 	ourWS := "ws://" + ln.Addr().String() + "/ws"
 	fmt.Printf("== routing=%s  ours=%s (serverId %s)  ignis=%s  redis=%s\n\n", *routing, ourWS, h.ServerID(), *ignisWS, *redisURL)
 
-	em, err := emitter.New(emitter.Options{Redis: rdb})
+	em, err := emitter.New(emitter.Options{Redis: rdb, HistoryFor: historyFor})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -579,7 +594,7 @@ func main() {
 			fail(name, "could not find the unauthenticated Ignis client's id")
 			return
 		}
-		deliverX(name, want{}, []*client{A, B, A2, ui, uo}, map[*client]bool{ui: true}, func(ev string) error { return trig(id, ev) })
+		deliverX(name, want{}, []*client{A, B, A2, ui, uo}, map[*client]bool{ui: true}, nil, func(ev string) error { return trig(id, ev) })
 	}
 	unauthCheck("ours Send(<unauth Ignis client id>)", func(id, ev string) error { return h.Send(ctx, id, ev, payload) })
 	unauthCheck("go emitter toRoom(<unauth Ignis client id>)", func(id, ev string) error { return em.ToRoom(ctx, id, ev, payload) })
@@ -623,6 +638,7 @@ func main() {
 	fmt.Printf("frames seen by unauthenticated clients: ignis=%v ours=%v\n", frameTexts(UI.take()), frameTexts(UO.take()))
 
 	disconnectChecks(ctx, h, em, &cp, ourWS)
+	featureRoomChecks(ctx, h, em, ourWS, []*client{A, B, A2}, payload)
 
 	fmt.Println("\n-- Redis envelopes (channel  payload) for the same operations")
 	cp.take()
@@ -654,6 +670,10 @@ func main() {
 		ignisPost("/emit", map[string]any{"kind": "client", "target": B.id, "event": "env", "data": payload})
 	})
 	envelope("go emitter ToClient", func() { _ = em.ToClient(ctx, B.id, "env", payload) })
+	hEnv := "h-envelope-" + *routing
+	envelope("ours PublishToRoom(h-*)", func() { _ = h.PublishToRoom(ctx, hEnv, "env", payload) })
+	envelope("go emitter ToRoom(h-*)", func() { _ = em.ToRoom(ctx, hEnv, "env", payload) })
+	envelope("ignis send(h-*)", func() { ignisPost("/send", map[string]any{"destination": hEnv, "topic": "env", "data": payload}) })
 	stopCap()
 	for _, c := range all {
 		c.take()
@@ -872,12 +892,7 @@ func main() {
 // a fresh user, room and pair of sessions.
 func disconnectChecks(ctx context.Context, h *server.Helper, em *emitter.Emitter, cp *capture, ourWS string) {
 	fmt.Println("\n-- fleet-wide disconnect (ws:control): closes our sessions, Ignis must ignore it")
-	logFrom := int64(-1)
-	if *ignisLog != "" {
-		if fi, err := os.Stat(*ignisLog); err == nil {
-			logFrom = fi.Size()
-		}
-	}
+	logFrom := ignisLogMark()
 	type dcCase struct {
 		name       string
 		d          server.Disconnect
@@ -1026,22 +1041,383 @@ func disconnectChecks(ctx context.Context, h *server.Helper, em *emitter.Emitter
 	// Ignis must not have noticed: nothing it logged meanwhile is an error
 	// or names ws:control (an Ignis that received a control message would
 	// log "Invalid Redis message shape | channel: ws:control").
-	const logCheck = "Ignis log during these checks: no error, no ws:control"
+	checkIgnisLog("Ignis log during these checks: no error, no ws:control", logFrom)
+}
+
+// ---------------------------------------------------------------- presence and history rooms
+
+// Our server keeps presence for the rooms "p-*" (with presence events) and
+// a history of 100 messages for the rooms "h-*"; the Go emitter is given
+// the same HistoryFor, as the README asks of a fleet.
+func presenceRoom(room string) bool { return strings.HasPrefix(room, "p-") }
+
+func historyFor(room string) (int, time.Duration) {
+	if strings.HasPrefix(room, "h-") {
+		return 100, 0
+	}
+	return 0, 0
+}
+
+// featureRoomChecks: an Ignis server keeps working next to ours when our
+// presence and history rooms are in use. Both features travel as ordinary
+// room envelopes on ws:room:{room} (a history message carries one extra
+// field, "offset"), so Ignis members of those rooms get them as plain
+// {event,data} frames; Ignis' own publishes stay plain PUBLISHes, outside
+// the stream, and Ignis members are never recorded in presence. others are
+// clients on both servers outside these rooms: they must get nothing.
+func featureRoomChecks(ctx context.Context, h *server.Helper, em *emitter.Emitter, ourWS string, others []*client, payload any) {
+	logFrom := ignisLogMark()
+	historyChecks(ctx, h, em, ourWS, others, payload)
+	presenceChecks(ctx, h, ourWS, others)
+	checkIgnisLog("Ignis log during history/presence checks: no error", logFrom)
+}
+
+// dialJoined dials url, authenticates user, keeps it alive and joins room.
+func dialJoined(name, url, user, room string) *client {
+	c := dial(name, url)
+	c.authenticate(user)
+	c.heartbeat(*hbInterval / 2)
+	c.sendRaw(fmt.Sprintf(`{"event":"join","data":{"rooms":[%q]}}`, room))
+	return c
+}
+
+// sameJSON reports whether raw and v encode the same JSON value.
+func sameJSON(raw json.RawMessage, v any) bool {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false
+	}
+	var x, y any
+	if json.Unmarshal(raw, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// frameFields decodes a frame and checks that it has exactly the keys given.
+func frameFields(raw string, keys ...string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil, err
+	}
+	got := make([]string, 0, len(m))
+	for k := range m {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(keys))
+	if !slices.Equal(got, want) {
+		return nil, fmt.Errorf("keys %v, want %v", got, want)
+	}
+	return m, nil
+}
+
+// plainFrame accepts {"event","data"} and nothing more, data equal to
+// payload: what Ignis sends for every message, and what ours sends for a
+// message that carries no offset.
+func plainFrame(payload any) frameCheck {
+	return func(raw string) error {
+		m, err := frameFields(raw, "event", "data")
+		if err != nil {
+			return err
+		}
+		if !sameJSON(m["data"], payload) {
+			return fmt.Errorf("data %s", m["data"])
+		}
+		return nil
+	}
+}
+
+// histMsg is a history message as one of our clients received it.
+type histMsg struct{ event, offset string }
+
+var reOffset = regexp.MustCompile(`^([0-9a-f]+):(\d+)-(\d+)$`)
+
+// offsetAfter reports whether offset b follows a in the same epoch.
+func offsetAfter(a, b string) bool {
+	ma, mb := reOffset.FindStringSubmatch(a), reOffset.FindStringSubmatch(b)
+	if ma == nil || mb == nil || ma[1] != mb[1] {
+		return false
+	}
+	num := func(s string) int64 {
+		var n int64
+		fmt.Sscan(s, &n)
+		return n
+	}
+	if ta, tb := num(ma[2]), num(mb[2]); ta != tb {
+		return ta < tb
+	}
+	return num(ma[3]) < num(mb[3])
+}
+
+// historyFrame accepts {"event","data","room","offset"}: the room given, data
+// equal to payload, an offset "<epoch>:<stream id>" after the last one in
+// *seen (same epoch); it appends the message to *seen.
+func historyFrame(room string, payload any, seen *[]histMsg) frameCheck {
+	return func(raw string) error {
+		m, err := frameFields(raw, "event", "data", "room", "offset")
+		if err != nil {
+			return err
+		}
+		var r, off, ev string
+		_ = json.Unmarshal(m["room"], &r)
+		_ = json.Unmarshal(m["offset"], &off)
+		_ = json.Unmarshal(m["event"], &ev)
+		switch {
+		case r != room:
+			return fmt.Errorf("room %q, want %q", r, room)
+		case !reOffset.MatchString(off):
+			return fmt.Errorf("offset %q is not <epoch>:<stream id>", off)
+		case len(*seen) > 0 && !offsetAfter((*seen)[len(*seen)-1].offset, off):
+			return fmt.Errorf("offset %q does not follow %q", off, (*seen)[len(*seen)-1].offset)
+		case !sameJSON(m["data"], payload):
+			return fmt.Errorf("data %s", m["data"])
+		}
+		*seen = append(*seen, histMsg{ev, off})
+		return nil
+	}
+}
+
+// historyChecks: a user on each server in one history room. Our publishes
+// and the Go emitter's reach the Ignis member once as {event,data} (Ignis
+// ignores "offset") and ours once with room and offset, in stream order;
+// Ignis' helper.send and its emitter are plain PUBLISHes: they reach both
+// once, ours without offset, and are not in the stream.
+func historyChecks(ctx context.Context, h *server.Helper, em *emitter.Emitter, ourWS string, others []*client, payload any) {
+	room := "h-interop-" + *routing
+	fmt.Printf("\n-- history room %s (HistoryFor size 100): Ignis gets {event,data}, ours room+offset\n", room)
+	hi := dialJoined("HI(ignis,uhi)", *ignisWS, "uhi", room)
+	ho := dialJoined("HO(ours,uho)", ourWS, "uho", room)
+	defer hi.close()
+	defer ho.close()
+	time.Sleep(300 * time.Millisecond)
+	all := append([]*client{hi, ho}, others...)
+
+	var seen []histMsg // what ho received with an offset, in order
+	ignisEvents := map[string]bool{}
+	hist := map[*client]frameCheck{hi: plainFrame(payload), ho: historyFrame(room, payload, &seen)}
+	plain := map[*client]frameCheck{hi: plainFrame(payload), ho: plainFrame(payload)}
+	deliverX("ours PublishToRoom(h-)", want{hi: 1, ho: 1}, all, nil, hist, func(ev string) error {
+		return h.PublishToRoom(ctx, room, ev, payload)
+	})
+	deliverX("ours PublishToRoom(h-, exclude HI)", want{ho: 1}, all, nil, hist, func(ev string) error {
+		return h.PublishToRoom(ctx, room, ev, payload, hi.id)
+	})
+	deliverX("ours PublishToRoom(h-, exclude HO)", want{hi: 1}, all, nil, hist, func(ev string) error {
+		return h.PublishToRoom(ctx, room, ev, payload, ho.id)
+	})
+	deliverX("ours Send(h-) [local room]", want{hi: 1, ho: 1}, all, nil, hist, func(ev string) error {
+		return h.Send(ctx, room, ev, payload)
+	})
+	deliverX("go emitter ToRoom(h-) [HistoryFor]", want{hi: 1, ho: 1}, all, nil, hist, func(ev string) error {
+		return em.ToRoom(ctx, room, ev, payload)
+	})
+	deliverX("ignis send(h-) [plain PUBLISH: ours without offset]", want{hi: 1, ho: 1}, all, nil, plain, func(ev string) error {
+		ignisEvents[ev] = true
+		ignisPost("/send", map[string]any{"destination": room, "topic": ev, "data": payload})
+		return nil
+	})
+	deliverX("ignis emitter toRoom(h-) [plain PUBLISH]", want{hi: 1, ho: 1}, all, nil, plain, func(ev string) error {
+		ignisEvents[ev] = true
+		ignisPost("/emit", map[string]any{"kind": "room", "target": room, "event": ev, "data": payload})
+		return nil
+	})
+
+	// The stream holds exactly what ours received with an offset, with
+	// those offsets, in that order, and none of Ignis' messages. (The
+	// exclude-HO message is in it but was not delivered to ho.)
+	const name = "History(h-): our messages in order, not Ignis'"
+	msgs, recovered, err := h.History(ctx, room, "")
+	if err != nil || !recovered {
+		fail(name, "recovered %v, err %v", recovered, err)
+		return
+	}
+	var got []histMsg
+	var fromIgnis []string
+	for _, m := range msgs {
+		if ignisEvents[m.Event] {
+			fromIgnis = append(fromIgnis, m.Event)
+		}
+		if slices.ContainsFunc(seen, func(s histMsg) bool { return s.event == m.Event }) {
+			got = append(got, histMsg{m.Event, m.Offset})
+		}
+	}
+	switch {
+	case len(fromIgnis) > 0:
+		fail(name, "Ignis' messages in the stream: %v", fromIgnis)
+	case len(seen) != 4 || !slices.Equal(got, seen):
+		fail(name, "HO received %v; stream has %v", seen, got)
+	default:
+		pass(name, "%d entries; HO's %d offsets match the stream's (%s … %s)", len(msgs), len(seen), seen[0].offset, seen[len(seen)-1].offset)
+	}
+}
+
+// presenceChecks: an Ignis member and our client in one presence room.
+// Our client's join, leave and disconnect reach the Ignis member as
+// presence events (room messages); Presence lists our member only: Ignis
+// neither records its members nor sends presence events.
+func presenceChecks(ctx context.Context, h *server.Helper, ourWS string, others []*client) {
+	room := "p-interop-" + *routing
+	fmt.Printf("\n-- presence room %s (PresenceRooms, PresenceEvents): our joins and leaves reach Ignis members\n", room)
+	pi := dialJoined("PI(ignis,upi)", *ignisWS, "upi", room)
+	defer pi.close()
+	time.Sleep(300 * time.Millisecond)
+
+	po := dial("PO(ours,upo)", ourWS)
+	po.authenticate("upo")
+	po.heartbeat(*hbInterval / 2)
+	all := append([]*client{pi, po}, others...)
+	ev := func(action string) map[string]string {
+		return map[string]string{"room": room, "action": action, "clientId": po.id, "userId": "upo"}
+	}
+	join := func() error {
+		po.sendRaw(fmt.Sprintf(`{"event":"join","data":{"rooms":[%q]}}`, room))
+		return nil
+	}
+	presenceDeliver("ours: client joins p- -> presence join", want{pi: 1}, all, ev("join"), join)
+	presenceList(ctx, h, "Presence(p-) lists our member, not the Ignis one", room, po.id+"/upo")
+
+	pi2 := dial("PI2(ignis,upi2)", *ignisWS)
+	defer pi2.close()
+	pi2.authenticate("upi2")
+	pi2.heartbeat(*hbInterval / 2)
+	all = append(all, pi2)
+	presenceDeliver("ignis: client joins p- -> no presence event", want{}, all, nil, func() error {
+		pi2.sendRaw(fmt.Sprintf(`{"event":"join","data":{"rooms":[%q]}}`, room))
+		return nil
+	})
+	presenceList(ctx, h, "Presence(p-) after the Ignis join: still ours only", room, po.id+"/upo")
+
+	presenceDeliver("ours: client leaves p- -> presence leave", want{pi: 1, pi2: 1}, all, ev("leave"), func() error {
+		po.sendRaw(fmt.Sprintf(`{"event":"leave","data":{"rooms":[%q]}}`, room))
+		return nil
+	})
+	presenceList(ctx, h, "Presence(p-) after the leave: empty", room)
+	presenceDeliver("ours: client rejoins p- -> presence join", want{pi: 1, pi2: 1}, all, ev("join"), join)
+	presenceDeliver("ours: client disconnects -> presence leave", want{pi: 1, pi2: 1}, all, ev("leave"), func() error {
+		po.close()
+		return nil
+	})
+	presenceList(ctx, h, "Presence(p-) after the disconnect: empty", room)
+}
+
+// presenceDeliver runs trigger and checks how many presence events each
+// client received within settle: each must be a plain {event,data} frame
+// whose data is wantData.
+func presenceDeliver(name string, w want, all []*client, wantData map[string]string, trigger func() error) {
+	for _, c := range all {
+		c.take()
+	}
+	if err := trigger(); err != nil {
+		fail(name, "trigger error: %v", err)
+		return
+	}
+	time.Sleep(*settle)
+	var bad, got []string
+	var sample string
+	for _, c := range all {
+		n := 0
+		for _, f := range c.take() {
+			if eventOf(f.data) != "presence" {
+				continue
+			}
+			n++
+			sample = f.data
+			m, err := frameFields(f.data, "event", "data")
+			var d map[string]string
+			if err == nil {
+				err = json.Unmarshal(m["data"], &d)
+			}
+			if err == nil && !maps.Equal(d, wantData) {
+				err = fmt.Errorf("want data %v", wantData)
+			}
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s frame %s: %v", c.name, f.data, err))
+			}
+		}
+		if n > 0 {
+			got = append(got, fmt.Sprintf("%s×%d", c.name, n))
+		}
+		if n != w[c] {
+			bad = append(bad, fmt.Sprintf("%s got %d want %d", c.name, n, w[c]))
+		}
+	}
+	if len(bad) > 0 {
+		fail(name, "%s", strings.Join(bad, "; "))
+		return
+	}
+	if len(got) == 0 {
+		pass(name, "nobody (as expected)")
+		return
+	}
+	pass(name, "%s: %s", strings.Join(got, ", "), sample)
+}
+
+// presenceList waits (up to 3 s: presence is written by a worker) until
+// Presence(room) lists exactly the members given ("<client id>/<user id>"),
+// all on our server.
+func presenceList(ctx context.Context, h *server.Helper, name, room string, members ...string) {
+	want := make([]string, 0, len(members))
+	for _, m := range members {
+		want = append(want, m+"@"+h.ServerID())
+	}
+	var got []string
+	var err error
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		var entries []server.PresenceEntry
+		entries, err = h.Presence(ctx, room)
+		got = got[:0]
+		for _, e := range entries {
+			got = append(got, e.ClientID+"/"+e.UserID+"@"+e.ServerID)
+		}
+		if (err == nil && slices.Equal(got, want)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	switch {
+	case err != nil:
+		fail(name, "%v", err)
+	case !slices.Equal(got, want):
+		fail(name, "got %v, want %v", got, want)
+	case len(got) == 0:
+		pass(name, "no members")
+	default:
+		pass(name, "%s", strings.Join(got, ", "))
+	}
+}
+
+// ignisLogMark returns the size of the Ignis log now (-1 if it cannot be
+// read), the start of the slice checkIgnisLog reads.
+func ignisLogMark() int64 {
+	if *ignisLog == "" {
+		return -1
+	}
+	fi, err := os.Stat(*ignisLog)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// checkIgnisLog passes when what Ignis logged after from holds no error and
+// no mention of ws:control.
+func checkIgnisLog(name string, from int64) {
 	switch {
 	case *ignisLog == "":
-		fmt.Printf("SKIP  %-58s %s\n", logCheck, "no -ignis-log given (run.sh passes it)")
-	case logFrom < 0:
-		fail(logCheck, "cannot read %s", *ignisLog)
+		fmt.Printf("SKIP  %-58s %s\n", name, "no -ignis-log given (run.sh passes it)")
+	case from < 0:
+		fail(name, "cannot read %s", *ignisLog)
 	default:
 		time.Sleep(300 * time.Millisecond) // let Bun's writes land
-		bad, n, err := logErrorsSince(*ignisLog, logFrom)
+		bad, n, err := logErrorsSince(*ignisLog, from)
 		switch {
 		case err != nil:
-			fail(logCheck, "%v", err)
+			fail(name, "%v", err)
 		case len(bad) > 0:
-			fail(logCheck, "%d of %d lines:\n        %s", len(bad), n, strings.Join(bad, "\n        "))
+			fail(name, "%d of %d lines:\n        %s", len(bad), n, strings.Join(bad, "\n        "))
 		default:
-			pass(logCheck, "%d lines logged, none an error or about ws:control (%s)", n, *ignisLog)
+			pass(name, "%d lines logged, none an error or about ws:control (%s)", n, *ignisLog)
 		}
 	}
 }

@@ -12,9 +12,9 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/ecdh"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
-	"github.com/ignis-go/wscomponent/internal/wstest"
 	"github.com/ignis-go/wscomponent/server"
 	"github.com/ignis-go/wscomponent/server/encryption"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestMain(m *testing.M) {

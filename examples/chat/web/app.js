@@ -2,20 +2,15 @@
 // Plain ES modules, no build step. Every piece of user data is written with
 // textContent, never parsed as HTML.
 //
-// The connection goes through IgnisSocket, the browser client of
-// server/encryption, which the app serves at /ignis-ws-client.js. When the
-// server requires encryption (GET /api/config), the socket sends a public
-// key with the token, derives the AES-GCM key from the "connected" frame,
-// decrypts "encrypted" frames and encrypts what the page sends; otherwise it
-// is a plain client. Either way it sends the heartbeats.
+// The connection is a WSClient from clients/js (served at /wscomponent.js):
+// it authenticates, sends heartbeats, reconnects with backoff and jitter,
+// joins the rooms again after a reconnect, and runs the encryption handshake
+// when the server requires it (asked from GET /api/config before every
+// attempt, so the page follows a server restarted in the other mode). This
+// file is UI code.
 
-import { IgnisSocket } from '/ignis-ws-client.js';
+import { WSClient, CloseCode } from '/wscomponent.js';
 
-const HEARTBEAT_MS = 25_000; // the server closes silent clients after 90 s
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
-const CLOSE_NORMAL = 1000;
-const CLOSE_AUTH_FAILED = 4003; // bad or expired token: log in again
 const ROOM_PATTERN = /^[a-z0-9-]{1,32}$/; // the server's rule; "ws-…" is reserved
 const MAX_LOG_ENTRIES = 500;
 
@@ -66,11 +61,7 @@ const state = {
   name: saved.name,
   rooms: new Set(saved.rooms),
   selected: saved.rooms[0] ?? null,
-  socket: null, // the current IgnisSocket, from the first attempt to its close
-  connected: false, // it has received "connected"
-  generation: 0, // bumped by every connect and disconnect; stale work checks it
-  attempt: 0, // reconnect attempts since the last "connected"
-  reconnect: 0,
+  client: null, // the current WSClient, from login to logout
 };
 
 function setStatus(text) {
@@ -144,126 +135,73 @@ function socketURL() {
   return `${scheme}//${location.host}/ws`;
 }
 
-// loadConfig asks the server how to connect. It is asked before every
-// attempt, so the page follows a server restarted in the other mode.
-async function loadConfig() {
+// encrypted asks the server whether it requires encryption; the client
+// asks before every attempt.
+async function encrypted() {
   const res = await fetch('/api/config', { cache: 'no-store' });
   if (!res.ok) throw new Error(`config: ${res.status}`);
-  const body = await res.json();
-  return { encrypted: body.encrypted === true };
+  return (await res.json()).encrypted === true;
 }
 
 function connect() {
-  clearTimeout(state.reconnect);
-  const generation = ++state.generation;
-  setStatus('Connecting…');
-  loadConfig().then(
-    (config) => {
-      if (generation === state.generation) open(config);
-    },
-    () => {
-      if (generation === state.generation) retry('server not reachable');
-    },
-  );
-}
-
-function open(config) {
-  const socket = new IgnisSocket(socketURL(), {
-    token: state.token,
-    encrypt: config.encrypted, // adds publicKey to the authenticate payload
-    heartbeatInterval: HEARTBEAT_MS,
-    // Callbacks of a replaced socket must not touch the state of the new one.
-    onConnected: (data) => {
-      if (state.socket === socket) connected(socket, data);
-      else socket.close(CLOSE_NORMAL, 'Bye'); // logged out while it connected
-    },
-    onMessage: (msg, meta) => {
-      if (state.socket === socket) receive(socket, msg, meta);
-    },
-    onError: (err) => {
-      if (state.socket === socket) failed(err);
-    },
-    onClose: (ev) => {
-      if (state.socket === socket) closed(ev);
-    },
+  disconnect();
+  const client = new WSClient(socketURL(), {
+    token: () => state.token,
+    encrypt: encrypted,
   });
-  state.socket = socket;
-  // Failures arrive through onError and onClose too: open()'s rejection
-  // adds nothing.
-  socket.open().catch(() => {});
+  state.client = client;
+  // Handlers of a replaced client must not touch the page.
+  const mine = (fn) => (...args) => {
+    if (state.client === client) fn(...args);
+  };
+  client.on('connected', mine((info) => {
+    clearError();
+    setStatus(`Connected as ${state.name} (client ${info.id})`);
+    ui.secure.hidden = !info.encrypted;
+    // The rooms of this tab (a reload keeps them); after a reconnect the
+    // client joins them again by itself.
+    const missing = [...state.rooms].filter((r) => !client.rooms.includes(r));
+    if (missing.length > 0) joinRooms(client, missing);
+  }));
+  client.on('rejoined', mine((result) => {
+    // No history here: messages sent while we were away are gone.
+    if (Object.values(result.recovered).some((ok) => !ok)) notice('Reconnected; messages sent meanwhile are not shown.');
+  }));
+  client.on('disconnected', mine((d) => {
+    ui.secure.hidden = true;
+    if (d.byClient) return;
+    if (d.code === CloseCode.AUTH_FAILED) {
+      showLogin('Your session was refused. Please log in again.');
+      return;
+    }
+    const why = d.reason ? `${d.code} ${d.reason}` : `${d.code}`;
+    setStatus(d.willReconnect
+      ? `Disconnected (${why}); reconnecting in ${(d.delay / 1000).toFixed(1)} s`
+      : `Disconnected (${why}). Reload the page to connect again.`);
+  }));
+  client.on('error', mine((err) => showError(err.name === 'ServerError' ? err.message : `Connection problem: ${err.message}`)));
+  client.on('chat', mine((data) => appendMessage(data ?? {})));
+  setStatus('Connecting…');
+  client.connect().catch(() => {}); // failures arrive through "disconnected"
 }
 
 function disconnect() {
-  clearTimeout(state.reconnect);
-  state.generation++;
-  const socket = state.socket;
-  state.socket = null; // first, so its close handler does nothing
-  state.connected = false;
+  const client = state.client;
+  state.client = null; // first, so its handlers do nothing
   ui.secure.hidden = true;
-  if (socket) socket.close(CLOSE_NORMAL, 'Bye');
+  if (client) client.close(CloseCode.NORMAL, 'Bye');
 }
 
-function connected(socket, data) {
-  state.connected = true;
-  state.attempt = 0;
-  clearError();
-  setStatus(`Connected as ${state.name} (client ${data.id})`);
-  ui.secure.hidden = !socket.encrypted;
-  // The server forgets rooms with the connection: join them again.
-  if (state.rooms.size > 0) send('join', { rooms: [...state.rooms] });
-}
-
-function closed(ev) {
-  state.socket = null;
-  state.connected = false;
-  ui.secure.hidden = true;
-  if (ev.code === CLOSE_AUTH_FAILED) {
-    showLogin('Your session was refused. Please log in again.');
-    return;
-  }
-  retry(ev.reason ? `${ev.code} ${ev.reason}` : `${ev.code}`);
-}
-
-// retry schedules the next attempt. Full jitter over the upper half of an
-// exponential window, so that a restarted server is not hit by every tab at
-// the same moment.
-function retry(why) {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(state.attempt, 16));
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-  state.attempt++;
-  setStatus(`Disconnected (${why}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
-  state.reconnect = setTimeout(connect, delay);
-}
-
-// send hands {event, data} to the socket, which encrypts it when the
-// connection is encrypted. It returns false when there is no connection.
-function send(event, data) {
-  const socket = state.socket;
-  if (!socket || !state.connected) return false;
-  socket.send(event, data).catch((err) => {
-    if (state.socket === socket) showError(`Not sent: ${err.message}`);
-  });
-  return true;
-}
-
-// failed shows server "error" frames (IgnisServerError) and local failures,
-// such as a frame that does not decrypt.
-function failed(err) {
-  showError(err.name === 'IgnisServerError' ? err.message : `Connection problem: ${err.message}`);
-}
-
-function receive(socket, msg, meta) {
-  // On an encrypted connection the server seals every application frame;
-  // a plaintext one did not come from it.
-  if (socket.encrypted && !meta.encrypted) return;
-  const data = msg.data ?? {};
-  switch (msg.event) {
-    case 'chat':
-      appendMessage(data);
-      break;
-    case 'error': // the app's own errors, which are encrypted like the rest
-      showError(String(data.message ?? 'Unknown error'));
-      break;
+async function joinRooms(client, rooms) {
+  try {
+    const ack = await client.join(rooms);
+    for (const { room, reason } of ack.refused) {
+      state.rooms.delete(room);
+      showError(`Cannot join #${room}: ${reason}`);
+    }
+    if (ack.refused.length > 0) select(state.rooms.has(state.selected) ? state.selected : null);
+  } catch (err) {
+    if (state.client === client) showError(`Join failed: ${err.message}`);
   }
 }
 
@@ -276,13 +214,14 @@ function join(room) {
   }
   clearError();
   state.rooms.add(room);
-  send('join', { rooms: [room] }); // else sent on "connected"
   select(room);
+  // Made while disconnected, the join waits for the connection.
+  if (state.client) joinRooms(state.client, [room]);
 }
 
 function leave(room) {
   state.rooms.delete(room);
-  send('leave', { rooms: [room] });
+  if (state.client) state.client.leave([room]).catch(() => {}); // not rejoined either way
   if (state.selected === room) state.selected = state.rooms.values().next().value ?? null;
   select(state.selected);
 }
@@ -319,6 +258,14 @@ function renderRooms() {
   ui.messageForm.querySelector('button').disabled = !on;
 }
 
+// notice writes a line of the page's own into the log.
+function notice(text) {
+  const li = document.createElement('li');
+  li.className = 'system';
+  li.textContent = text;
+  appendEntry(li);
+}
+
 function appendMessage({ room, from, text, at }) {
   const li = document.createElement('li');
   const meta = document.createElement('span');
@@ -331,7 +278,10 @@ function appendMessage({ room, from, text, at }) {
   const body = document.createElement('span');
   body.textContent = String(text ?? '');
   li.append(meta, who, body);
+  appendEntry(li);
+}
 
+function appendEntry(li) {
   const atBottom = ui.log.scrollTop + ui.log.clientHeight >= ui.log.scrollHeight - 8;
   ui.log.append(li);
   while (ui.log.childElementCount > MAX_LOG_ENTRIES) ui.log.firstElementChild.remove();
@@ -356,11 +306,12 @@ ui.messageForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = ui.text.value.trim();
   if (!text || !state.selected) return;
-  if (send('chat', { room: state.selected, text })) {
-    ui.text.value = '';
-  } else {
-    showError('Not connected; try again in a moment.');
-  }
+  const client = state.client;
+  if (!client) return;
+  client.send('chat', { room: state.selected, text }).then(
+    () => { ui.text.value = ''; },
+    () => showError('Not connected; try again in a moment.'),
+  );
 });
 
 ui.logout.addEventListener('click', () => showLogin());

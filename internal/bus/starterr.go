@@ -1,4 +1,4 @@
-package server
+package bus
 
 import (
 	"errors"
@@ -11,25 +11,26 @@ import (
 	"go.uber.org/zap"
 )
 
-// RedisRefusedError is returned by Configure when Redis answered with an
-// error that no retry can fix: a missing or wrong password, an ACL user
-// without the permission, a database index out of range, a command the
-// server does not know. Configure returns it at once instead of waiting for
-// RedisTimeout. errors.As(err, new(redis.Error)) finds Redis's reply in it.
-type RedisRefusedError struct {
-	// Addr is the Redis the Helper uses (as redisconn.Addr describes it).
+// RefusedError is returned by Start when Redis answered with an error that
+// no retry can fix: a missing or wrong password, an ACL user without the
+// permission, a database index out of range, a command the server does not
+// know. Start returns it at once instead of waiting for StartTimeout.
+// errors.As(err, new(redis.Error)) finds Redis's reply in it. The server
+// exports it as server.RedisRefusedError.
+type RefusedError struct {
+	// Addr is the Redis the bus uses (as redisconn.Addr describes it).
 	Addr string
 	// Err is the error go-redis returned; it holds Redis's own words.
 	Err error
 }
 
 // Error names the Redis and quotes its reply.
-func (e *RedisRefusedError) Error() string {
+func (e *RefusedError) Error() string {
 	return fmt.Sprintf("server: redis at %s refused the subscription: %v", e.Addr, e.Err)
 }
 
 // Unwrap returns Err.
-func (e *RedisRefusedError) Unwrap() error { return e.Err }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // permanentPrefixes begin the Redis error replies that the same command with
 // the same connection settings will always get again. Anything else
@@ -66,13 +67,14 @@ func permanentRedisError(err error) bool {
 	return false
 }
 
-// startWarnEvery bounds Configure's WARN lines about a Redis that is not
+// startWarnEvery bounds Start's WARN lines about a Redis that is not
 // ready yet: one per failed attempt, at most one per startWarnEvery. The
-// backoff between attempts grows to one second, so from then on every
-// attempt is logged; each line counts the attempts so far.
+// backoff between attempts grows to about one second (backoffMax), so from
+// then on nearly every attempt is logged; each line counts the attempts so
+// far.
 const startWarnEvery = time.Second
 
-// startRetries follows Configure's failed attempts: it writes the WARN
+// startRetries follows Start's failed attempts: it writes the WARN
 // lines and keeps the last meaningful cause for the final error.
 type startRetries struct {
 	log      *zap.Logger
@@ -83,8 +85,8 @@ type startRetries struct {
 	last     error
 }
 
-func newStartRetries(h *Helper, addr string, start time.Time) *startRetries {
-	return &startRetries{log: h.log, addr: addr, start: start}
+func newStartRetries(log *zap.Logger, addr string, start time.Time) *startRetries {
+	return &startRetries{log: log, addr: addr, start: start}
 }
 
 // failed records a failed attempt and logs it (rate-limited). A weak cause
@@ -124,4 +126,20 @@ func (r *startRetries) cause(final, ctxErr error) error {
 func isReadTimeout(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "read" && oe.Timeout()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isRedisError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// startError is Start's final error once its time is up.
+func startError(addr string, start time.Time, retries *startRetries, final, ctxErr error) error {
+	return fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
+		addr, time.Since(start).Round(time.Millisecond), retries.cause(final, ctxErr))
 }

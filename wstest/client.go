@@ -1,6 +1,3 @@
-// Package wstest is the WebSocket test client shared by the server's test
-// packages: a real gorilla/websocket connection with a deadline on every
-// read and write, and helpers that wait for events instead of sleeping.
 package wstest
 
 import (
@@ -46,6 +43,22 @@ func Dial(t testing.TB, url string, hdr http.Header) *Client {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return &Client{T: t, Conn: conn}
+}
+
+// DialAuth dials url, sends {"event":"authenticate","data":authData} and
+// waits for "connected"; it returns the client (its ID set) and the
+// connected payload. An error reply or a close fails the test.
+func DialAuth(t testing.TB, url string, authData any) (*Client, protocol.ConnectedData) {
+	t.Helper()
+	c := Dial(t, url, nil)
+	c.Send(protocol.EventAuthenticate, authData)
+	f := c.Expect(protocol.EventConnected)
+	var d protocol.ConnectedData
+	if err := json.Unmarshal(f.Data, &d); err != nil {
+		t.Fatalf("connected data %s: %v", f.Data, err)
+	}
+	c.ID = d.ID
+	return c, d
 }
 
 // SendRaw writes s as one text frame.

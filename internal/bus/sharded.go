@@ -1,4 +1,4 @@
-package server
+package bus
 
 import (
 	"context"
@@ -14,11 +14,8 @@ import (
 	"github.com/ignis-go/wscomponent/helpers/redisconn"
 )
 
-// ErrShardedNeedsCluster is returned by New when RedisRouting is
-// RoutingSharded and Options.Redis is not a *redis.ClusterClient.
-var ErrShardedNeedsCluster = errors.New("server: RedisRouting sharded needs a Redis Cluster client (redis.ClusterClient)")
-
-// shards runs sharded mode's subscriptions. A Redis Cluster node accepts
+// shards is the sharded mode: Redis Cluster's sharded Pub/Sub (SPUBLISH,
+// SSUBSCRIBE). A Redis Cluster node accepts
 // SSUBSCRIBE only for the slots it serves, one slot per command, so there is
 // one PubSub per master node, each read by its own receive loop, and every
 // channel is subscribed on its own. The interest set says which channels are
@@ -30,9 +27,22 @@ var ErrShardedNeedsCluster = errors.New("server: RedisRouting sharded needs a Re
 // has gone); such refusals, and reconnects, make shardLoop subscribe every
 // channel of that node again, one by one, on whatever node serves it now.
 type shards struct {
-	h  *Helper
-	cc *redis.ClusterClient
-	in *interest
+	cc      *redis.ClusterClient
+	opts    Options
+	log     *zap.Logger
+	in      *interest
+	health  health
+	pub     *publisher
+	handler Handler // set by Start before any receive loop runs
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// startMu makes Start exclusive; it is held across Start's I/O, but
+	// only Start takes it.
+	startMu sync.Mutex
+	started bool
 
 	// healthMu serialises the subscribed/not subscribed transitions, which
 	// several receive loops may want at once.
@@ -40,7 +50,10 @@ type shards struct {
 
 	mu     sync.RWMutex
 	closed bool
-	nodes  map[string]*shardNode // by node address
+	// running is set once Start has succeeded: nodes created from then on
+	// get their receive loop at once.
+	running bool
+	nodes   map[string]*shardNode // by node address
 	// assigned is the node each subscribed channel is subscribed on; a
 	// message for a channel that is not assigned to the node that received
 	// it is dropped, so a stale subscription cannot deliver twice.
@@ -63,51 +76,152 @@ type shardNode struct {
 	down bool
 }
 
-func newShards(h *Helper, cc *redis.ClusterClient) *shards {
-	return &shards{
-		h:        h,
+// NewSharded returns the sharded-mode bus on a Redis Cluster client (rdb
+// must be a *redis.ClusterClient, else ErrNeedsCluster).
+func NewSharded(rdb redis.UniversalClient, o Options) (Bus, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok || cc == nil {
+		return nil, ErrNeedsCluster
+	}
+	o = o.withDefaults()
+	s := &shards{
 		cc:       cc,
-		in:       h.interest,
+		opts:     o,
+		log:      o.Logger,
+		in:       newInterest(),
 		nodes:    map[string]*shardNode{},
 		assigned: map[string]*shardNode{},
 	}
+	s.health = health{log: o.Logger, events: o.Events}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.pub = newPublisher(o, publishWith(cc, true))
+	return s, nil
 }
 
-// subscribe is Configure's part: it subscribes ws:broadcast on its master and
+// Start subscribes ws:broadcast on its master and waits for it (see
+// subscribe), starts the loops, then wants ws:control like any channel and
+// waits for it too (within ctx and StartTimeout), so that a fleet-wide
+// disconnect sent right after start-up reaches this instance.
+func (s *shards) Start(ctx context.Context, handler Handler) error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.started {
+		return errors.New("bus: Start called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	s.handler = handler
+	if err := s.subscribe(ctx); err != nil {
+		if s.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		// Close ran while subscribe registered its node: close it here.
+		for _, n := range s.nodes {
+			_ = n.ps.Close()
+		}
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.running = true
+	s.health.started()
+	for _, n := range s.nodes {
+		s.goRun(func() { s.nodeLoop(n) })
+	}
+	s.goRun(s.loop)
+	s.goRun(func() { s.pub.run(s.ctx) })
+	s.mu.Unlock()
+	s.started = true
+	s.in.set(protocol.ChannelControl, true)
+	wait, cancelWait := context.WithTimeout(ctx, s.opts.StartTimeout)
+	s.in.await(wait, []string{protocol.ChannelControl})
+	cancelWait()
+	return nil
+}
+
+// goRun starts f counted by wg. s.mu is held and s.closed is false, so
+// Close is not waiting yet.
+func (s *shards) goRun(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+func (s *shards) Want(channel string) {
+	if channel != protocol.ChannelBroadcast && channel != protocol.ChannelControl {
+		s.in.set(channel, true)
+	}
+}
+
+func (s *shards) Unwant(channel string) {
+	if channel != protocol.ChannelBroadcast && channel != protocol.ChannelControl {
+		s.in.set(channel, false)
+	}
+}
+
+func (s *shards) Await(ctx context.Context, channels []string) {
+	if s.health.live.Load() {
+		s.in.await(ctx, channels)
+	}
+}
+
+func (s *shards) Publish(ctx context.Context, channel string, payload []byte) error {
+	return s.pub.publish(ctx, s.health.live.Load(), channel, payload)
+}
+
+func (s *shards) Health() Health { return s.health.get() }
+
+// Close closes every node's PubSub, which ends its receive loop (no node
+// is added afterwards), and waits for the goroutines.
+func (s *shards) Close() {
+	s.mu.Lock()
+	s.closed = true
+	nodes := make([]*shardNode, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, n := range nodes {
+		_ = n.ps.Close()
+	}
+	s.wg.Wait()
+	s.pub.stop()
+	s.health.stopped()
+}
+
+// subscribe is Start's first part: it subscribes ws:broadcast on its master and
 // waits for the confirmation. A refusal that no retry can fix
 // (permanentRedisError) ends it at once with a *RedisRefusedError; other
-// failures are logged and retried until RedisTimeout. Nothing is started
+// failures are logged and retried until StartTimeout. Nothing is started
 // unless it succeeds.
 func (s *shards) subscribe(ctx context.Context) error {
-	h := s.h
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.RedisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
 	defer cancel()
-	addr := redisconn.Addr(h.rdb)
-	retries := newStartRetries(h, addr, start)
-	backoff := 50 * time.Millisecond
+	addr := redisconn.Addr(s.cc)
+	retries := newStartRetries(s.log, addr, start)
+	var bo backoff
 	for {
 		node, ps, err := s.trySubscribe(ctx, protocol.ChannelBroadcast)
 		if err == nil {
 			s.register(node, ps, protocol.ChannelBroadcast)
-			h.subscribed.Store(true)
 			return nil
 		}
 		if permanentRedisError(err) {
-			return &RedisRefusedError{Addr: addr, Err: err}
+			return &RefusedError{Addr: addr, Err: err}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("server: redis at %s did not confirm the subscriptions within %s: %w",
-				addr, time.Since(start).Round(time.Millisecond), retries.cause(err, ctx.Err()))
+			return startError(addr, start, retries, err, ctx.Err())
 		}
 		retries.failed(err, false)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		backoff = min(backoff*2, time.Second)
+		bo.Wait(ctx)
 	}
 }
 
@@ -139,7 +253,7 @@ func (s *shards) trySubscribe(ctx context.Context, ch string) (string, *redis.Pu
 				return node.Options().Addr, ps, nil
 			}
 		case *redis.Message:
-			s.h.handleRedisMessage(m.Channel, m.Payload)
+			s.handler(m.Channel, []byte(m.Payload))
 		}
 	}
 }
@@ -157,32 +271,6 @@ func (s *shards) register(addr string, ps *redis.PubSub, ch string) {
 	s.in.mu.Unlock()
 }
 
-// start runs the receive loops of the nodes registered so far and
-// shardLoop. Configure calls it once, after subscribe succeeded.
-func (s *shards) start() {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, n := range s.nodes {
-		s.h.bg.goAlways(func() { s.nodeLoop(n) })
-	}
-	s.h.bg.goAlways(s.loop)
-}
-
-// close closes every node's PubSub, which ends its receive loop; no node is
-// added afterwards.
-func (s *shards) close() {
-	s.mu.Lock()
-	s.closed = true
-	nodes := make([]*shardNode, 0, len(s.nodes))
-	for _, n := range s.nodes {
-		nodes = append(nodes, n)
-	}
-	s.mu.Unlock()
-	for _, n := range nodes {
-		_ = n.ps.Close()
-	}
-}
-
 // nodeLocked returns the node at addr, creating it (and starting its
 // receive loop) when it is new. It returns nil once closed. s.mu is held.
 func (s *shards) nodeLocked(addr string, c *redis.Client) *shardNode {
@@ -194,24 +282,20 @@ func (s *shards) nodeLocked(addr string, c *redis.Client) *shardNode {
 	}
 	// Without channels SSubscribe only builds the PubSub; the connection
 	// is made by the first command or Receive.
-	n := &shardNode{addr: addr, ps: c.SSubscribe(s.h.ctx), chans: map[string]struct{}{}, unsubs: map[string]int{}}
+	n := &shardNode{addr: addr, ps: c.SSubscribe(s.ctx), chans: map[string]struct{}{}, unsubs: map[string]int{}}
 	s.nodes[addr] = n
-	// shardLoop, the caller, is counted by bg and close has not run.
-	s.h.bg.goAlways(func() { s.nodeLoop(n) })
+	if s.running {
+		s.goRun(func() { s.nodeLoop(n) })
+	}
 	return n
 }
 
-func (s *shards) wake() {
-	select {
-	case s.in.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *shards) wake() { s.in.poke() }
 
 // reloadTopology reloads the cluster's slot map now (ForEachMaster reloads
 // it before it runs; it waits for its own goroutines).
 func (s *shards) reloadTopology(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, s.h.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.TopologyTimeout)
 	defer cancel()
 	_ = s.cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
 }
@@ -219,11 +303,11 @@ func (s *shards) reloadTopology(ctx context.Context) {
 // loop is shardLoop: it keeps the subscriptions equal to the interest set
 // and places channels again when a node asks for it.
 func (s *shards) loop() {
-	backoff := 50 * time.Millisecond
+	var bo backoff
 	var retry <-chan time.Time
 	for {
 		select {
-		case <-s.h.ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case <-s.in.wake:
 		case <-retry:
@@ -231,11 +315,10 @@ func (s *shards) loop() {
 		}
 		if s.reconcile() {
 			if retry == nil {
-				retry = time.After(backoff)
-				backoff = min(backoff*2, 2*time.Second)
+				retry = time.After(bo.Next())
 			}
 		} else {
-			backoff = 50 * time.Millisecond
+			bo.Reset()
 		}
 	}
 }
@@ -244,7 +327,7 @@ func (s *shards) loop() {
 // nodes to the interest set. It reports whether some channel could not be
 // placed (the cluster is unreachable) and must be tried again.
 func (s *shards) reconcile() (retry bool) {
-	ctx := s.h.ctx
+	ctx := s.ctx
 	in := s.in
 
 	s.mu.Lock()
@@ -339,7 +422,7 @@ func (s *shards) reconcile() (retry bool) {
 		}
 		in.mu.Unlock()
 		if ctx.Err() == nil {
-			s.h.log.Debug("redis shard channels not placed; retrying", zap.Int("channels", len(failed)), zap.Error(lastErr))
+			s.log.Debug("redis shard channels not placed; retrying", zap.Int("channels", len(failed)), zap.Error(lastErr))
 		}
 	}
 
@@ -348,14 +431,14 @@ func (s *shards) reconcile() (retry bool) {
 	for n, chs := range unsubs {
 		for _, ch := range chs {
 			if err := n.ps.SUnsubscribe(ctx, ch); err != nil && ctx.Err() == nil {
-				s.h.log.Debug("redis sunsubscribe deferred to reconnect", zap.String("node", n.addr), zap.Error(err))
+				s.log.Debug("redis sunsubscribe deferred to reconnect", zap.String("node", n.addr), zap.Error(err))
 			}
 		}
 	}
 	for n, chs := range subs {
 		for _, ch := range chs {
 			if err := n.ps.SSubscribe(ctx, ch); err != nil && ctx.Err() == nil {
-				s.h.log.Debug("redis ssubscribe deferred to reconnect", zap.String("node", n.addr), zap.Error(err))
+				s.log.Debug("redis ssubscribe deferred to reconnect", zap.String("node", n.addr), zap.Error(err))
 			}
 		}
 	}
@@ -364,8 +447,7 @@ func (s *shards) reconcile() (retry bool) {
 
 // nodeLoop is the only reader of one node's PubSub.
 func (s *shards) nodeLoop(n *shardNode) {
-	h := s.h
-	backoff := 50 * time.Millisecond
+	var bo backoff
 	// reconnected is set by a failure: the next sign of a live connection
 	// asks shardLoop to subscribe this node's channels again, since
 	// go-redis' own resubscription is refused by a cluster.
@@ -376,32 +458,22 @@ func (s *shards) nodeLoop(n *shardNode) {
 			s.requestResync(n, false)
 		}
 	}
-	pause := func() bool {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		select {
-		case <-h.ctx.Done():
-			return false
-		case <-t.C:
-		}
-		backoff = min(backoff*2, 2*time.Second)
-		return true
-	}
+	pinged := false
 	for {
-		msg, err := n.ps.ReceiveTimeout(h.ctx, receiveTimeout)
-		if h.ctx.Err() != nil {
+		msg, err := receive(s.ctx, n.ps, pinged)
+		if s.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			switch {
-			case isTimeout(err):
-				// Quiet line: make sure it is still alive.
-				if perr := n.ps.Ping(h.ctx); perr != nil {
+			case isTimeout(err) && !pinged:
+				// Quiet line: make sure it is still alive; the pong (or
+				// any message) within pongTimeout proves it.
+				if perr := n.ps.Ping(s.ctx); perr != nil {
 					s.nodeDown(n, perr)
 					reconnected = true
 				} else {
-					alive()
-					s.nodeServing(n, false)
+					pinged = true
 				}
 				continue
 			case errors.Is(err, redis.ErrClosed):
@@ -409,7 +481,7 @@ func (s *shards) nodeLoop(n *shardNode) {
 			case isRedisError(err):
 				// The node refused a command: a slot moved (MOVED) or
 				// go-redis resubscribed everything at once (CROSSSLOT).
-				if ce := h.log.Check(zap.DebugLevel, "redis shard subscription refused; placing channels again"); ce != nil {
+				if ce := s.log.Check(zap.DebugLevel, "redis shard subscription refused; placing channels again"); ce != nil {
 					ce.Write(zap.String("node", n.addr), zap.Error(err))
 				}
 				reconnected = false
@@ -417,15 +489,24 @@ func (s *shards) nodeLoop(n *shardNode) {
 			default:
 				s.nodeDown(n, err)
 				reconnected = true
+				// The node may be gone for good (a master that failed
+				// over): place its channels again from a fresh slot map.
+				// While it still owns their slots they come back to it,
+				// and the next failure asks again.
+				s.requestResync(n, true)
 			}
-			if !pause() {
+			pinged = false
+			if !bo.Wait(s.ctx) {
 				return
 			}
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		pinged = false
+		bo.Reset()
 		alive()
 		switch m := msg.(type) {
+		case *redis.Pong:
+			s.nodeServing(n, false)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "ssubscribe":
@@ -441,7 +522,7 @@ func (s *shards) nodeLoop(n *shardNode) {
 				if down {
 					s.nodeServing(n, true)
 				}
-				h.handleRedisMessage(m.Channel, m.Payload)
+				s.handler(m.Channel, []byte(m.Payload))
 			}
 		}
 	}
@@ -535,7 +616,7 @@ func (s *shards) unsubscribed(n *shardNode, ch string) {
 	if !moved {
 		return
 	}
-	s.h.log.Info("redis shard channel moved; subscribing again", zap.String("channel", ch), zap.String("node", n.addr))
+	s.log.Info("redis shard channel moved; subscribing again", zap.String("channel", ch), zap.String("node", n.addr))
 	s.in.mu.Lock()
 	delete(s.in.confirmed, ch)
 	s.in.dirty[ch] = struct{}{}
@@ -546,7 +627,7 @@ func (s *shards) unsubscribed(n *shardNode, ch string) {
 	}
 }
 
-// updateHealth sets the Helper's subscribed state: up when ws:broadcast is
+// updateHealth sets the bus' live state: up when ws:broadcast is
 // confirmed and no node that has channels is down.
 func (s *shards) updateHealth(reason error) {
 	s.healthMu.Lock()
@@ -566,16 +647,11 @@ func (s *shards) updateHealth(reason error) {
 		s.in.mu.Unlock()
 	}
 	if ok {
-		s.h.markUp()
+		s.health.up()
 		return
 	}
 	if reason == nil {
 		reason = errors.New("ws:broadcast not confirmed")
 	}
-	s.h.markDown(reason)
-}
-
-func isRedisError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
+	s.health.down(reason)
 }
