@@ -47,6 +47,9 @@ type presenceOp struct {
 	clientID string
 	userID   string
 	at       time.Time
+	// synced, when set, makes the op a barrier: the worker closes it once
+	// every op queued before it is written (see presenceSync).
+	synced chan struct{}
 }
 
 // presenceQueue is the hand-off between the index (writers, any goroutine,
@@ -86,6 +89,31 @@ func (h *Helper) presenceJoinLocked(c *client, room string) {
 func (h *Helper) presenceLeaveLocked(c *client, room string) {
 	if h.presence != nil && room != c.id {
 		h.presence.push(presenceOp{room: room, clientID: c.id, userID: c.indexedUser})
+	}
+}
+
+// presenceSync waits, at most until ctx ends, for the presence worker to
+// have written every join and leave queued so far: a join into a presence
+// room is acknowledged once its entry can be read.
+func (h *Helper) presenceSync(ctx context.Context, rooms []string) {
+	if h.presence == nil {
+		return
+	}
+	on := false
+	for _, r := range rooms {
+		if h.presenceRoom(r) {
+			on = true
+			break
+		}
+	}
+	if !on {
+		return
+	}
+	synced := make(chan struct{})
+	h.presence.push(presenceOp{synced: synced})
+	select {
+	case <-synced:
+	case <-ctx.Done():
 	}
 }
 
@@ -151,7 +179,17 @@ func (h *Helper) presenceApply(ctx context.Context, own map[string]map[string]pr
 	pipe := h.rdb.Pipeline()
 	ttl := 3 * h.cfg.PresenceRefresh
 	var events []protocol.PresenceEvent
+	var synced []chan struct{}
+	defer func() {
+		for _, ch := range synced {
+			close(ch)
+		}
+	}()
 	for _, op := range ops {
+		if op.synced != nil {
+			synced = append(synced, op.synced)
+			continue
+		}
 		if !want(op.room) {
 			continue
 		}

@@ -156,6 +156,7 @@ func (h *Helper) handleJoin(c *client, userID string, msg protocol.Message) {
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, routeWait)
 		h.bus.Await(ctx, chans)
+		h.presenceSync(ctx, joined)
 		cancel()
 	}
 	if h.cfg.HistoryFor != nil && len(joined) > 0 && h.bus.Health().Live {
