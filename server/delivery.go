@@ -256,8 +256,10 @@ func (h *Helper) transform(m *message, j transformJob) {
 		return
 	}
 	out, err := newMessage(res.Event, res.Data)
-	if err == nil && m.id != "" {
-		out, err = newRawMessageID(res.Event, out.data, m.id)
+	if err == nil && (m.id != "" || m.offset != "") {
+		// The request id and a history room's position stay outside the
+		// envelope: the client needs them to match replies and to recover.
+		out, err = newFrame(res.Event, out.data, frameExtra{id: m.id, room: m.room, offset: m.offset})
 	}
 	if err != nil {
 		h.stats.dropped.Add(1)
