@@ -73,23 +73,13 @@ func TestBrowser(t *testing.T) {
 		name    string
 		mode    serverMode
 		history bool
-		// bug, when set, is a known server bug that fails the case: it is
-		// skipped with that reason until the fix lands.
-		bug string
 	}{
 		{name: "plain", mode: serverMode{}},
 		{name: "encrypted", mode: serverMode{encrypted: true}},
 		{name: "history", mode: serverMode{edit: historyRooms, second: true}, history: true},
-		{
-			name: "history-encrypted", mode: serverMode{encrypted: true, edit: historyRooms, second: true}, history: true,
-			bug: "server (delivery.go transform) drops room and offset from frames the OutboundTransformer seals, " +
-				"so an encrypted client never learns offsets and cannot recover: remove this once fixed",
-		},
+		{name: "history-encrypted", mode: serverMode{encrypted: true, edit: historyRooms, second: true}, history: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				t.Skip("known bug: " + tt.bug)
-			}
 			testBrowser(t, tt.mode, tt.history)
 		})
 	}
