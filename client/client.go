@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/ignis-go/wscomponent/helpers/ecdh"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
 
@@ -27,6 +28,7 @@ type Client struct {
 	log    *zap.Logger
 	dialer Dialer
 	disp   *dispatcher
+	pinned *ecdh.PublicKey // Options.ServerPublicKey, parsed; nil: not pinned
 
 	ctx    context.Context // the Client's life; cancelled by Close
 	cancel context.CancelFunc
@@ -55,11 +57,16 @@ type Client struct {
 // until Close or until it stops for good (Done).
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
+	pinned, err := parsePinned(opts)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		url:     url,
 		opts:    opts,
 		log:     opts.Logger,
 		dialer:  opts.Dialer,
+		pinned:  pinned,
 		rooms:   make(map[string]bool),
 		offsets: make(map[string]string),
 		done:    make(chan struct{}),
@@ -96,15 +103,31 @@ func (c *Client) goFunc(fs ...func()) bool {
 	return true
 }
 
-// connect opens one connection and authenticates it.
+// connect opens one connection and authenticates it; with
+// Options.Encrypt, under a key pair of its own.
 func (c *Client) connect(ctx context.Context) (*conn, Connected, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
 	defer cancel()
-	var creds any
+	var creds json.RawMessage
 	if c.opts.Credentials != nil {
-		var err error
-		if creds, err = c.opts.Credentials(ctx); err != nil {
+		v, err := c.opts.Credentials(ctx)
+		if err != nil {
 			return nil, Connected{}, fmt.Errorf("client: credentials: %w", err)
+		}
+		if v != nil {
+			if creds, err = json.Marshal(v); err != nil {
+				return nil, Connected{}, fmt.Errorf("client: encode credentials: %w", err)
+			}
+		}
+	}
+	var priv *ecdh.PrivateKey
+	if c.opts.Encrypt {
+		var err error
+		if priv, err = ecdh.GenerateKey(); err != nil {
+			return nil, Connected{}, fmt.Errorf("client: %w", err)
+		}
+		if creds, err = withPublicKey(creds, priv.PublicKeyBase64()); err != nil {
+			return nil, Connected{}, err
 		}
 	}
 	ws, resp, err := c.dialer.DialContext(ctx, c.url, c.opts.Header)
@@ -115,7 +138,7 @@ func (c *Client) connect(ctx context.Context) (*conn, Connected, error) {
 		return nil, Connected{}, fmt.Errorf("client: dial %s: %w", c.url, err)
 	}
 	cn := newConn(c, ws)
-	d, err := cn.handshake(ctx, creds)
+	d, err := cn.handshake(ctx, creds, priv)
 	if err != nil {
 		_ = ws.Close()
 		return nil, Connected{}, err
@@ -215,6 +238,10 @@ func (c *Client) reconnect() (*conn, error) {
 			lastErr = err
 			var ce *CloseError
 			if errors.As(err, &ce) && !c.opts.Reconnect.ShouldRetry(ce) {
+				return nil, err
+			}
+			if errors.Is(err, ErrEncryptionHandshake) {
+				// Never fall back to plaintext, never trust another key.
 				return nil, err
 			}
 			c.log.Info("reconnect attempt failed", zap.Int("attempt", attempt+1), zap.Error(err))
@@ -404,16 +431,16 @@ func encode(event string, data any, id string) ([]byte, error) {
 	return b, nil
 }
 
-// Send sends {"event","data"} without an id: nothing answers it. It
-// returns once the frame is queued for the writer; ErrNotConnected while
-// reconnecting, ErrSendQueueFull when the writer is SendQueue frames
-// behind. nil data is left out.
+// Send sends {"event","data"} without an id (sealed when Options.Encrypt
+// is set): nothing answers it. It returns once the frame is queued for the
+// writer; ErrNotConnected while reconnecting, ErrSendQueueFull when the
+// writer is SendQueue frames behind. nil data is left out.
 func (c *Client) Send(event string, data any) error {
 	cn, err := c.current()
 	if err != nil {
 		return err
 	}
-	b, err := encode(event, data, "")
+	b, err := cn.encode(event, data, "")
 	if err != nil {
 		return err
 	}
@@ -436,7 +463,7 @@ func (c *Client) Request(ctx context.Context, event string, data any) (Frame, er
 
 func (c *Client) roundTrip(ctx context.Context, cn *conn, event string, data any) (Frame, error) {
 	id := strconv.FormatUint(c.nextID.Add(1), 10)
-	b, err := encode(event, data, id)
+	b, err := cn.encode(event, data, id)
 	if err != nil {
 		return Frame{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/ignis-go/wscomponent/helpers/ecdh"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 )
 
@@ -37,6 +38,10 @@ type conn struct {
 	dropping atomic.Bool     // we asked to close: frames still read are discarded
 	wdone    chan struct{}   // closed when the writer has returned
 	session  atomic.Pointer[Connected]
+	// key seals and opens the frames of an encrypted connection (nil:
+	// plaintext). handshake sets it before the connection is installed
+	// and started; it never changes after, so it is read without a lock.
+	key *ecdh.Key
 
 	mu      sync.Mutex
 	pending map[string]chan Frame // request id → where its answer goes
@@ -59,17 +64,13 @@ func newConn(c *Client, ws *websocket.Conn) *conn {
 	}
 }
 
-// handshake sends authenticate and waits for "connected". It runs before
-// the reader and writer exist, on the goroutine that connects.
-func (cn *conn) handshake(ctx context.Context, creds any) (Connected, error) {
-	var data json.RawMessage
-	if creds != nil {
-		b, err := json.Marshal(creds)
-		if err != nil {
-			return Connected{}, fmt.Errorf("client: encode credentials: %w", err)
-		}
-		data = b
-	}
+// handshake sends authenticate with data (JSON, nil for none) and waits for
+// "connected". With priv (Options.Encrypt) it derives the connection's key
+// from "connected", or refuses the connection: it sends 1000 "client
+// refused handshake" and returns an error wrapping ErrEncryptionHandshake.
+// It runs before the reader and writer exist, on the goroutine that
+// connects.
+func (cn *conn) handshake(ctx context.Context, data json.RawMessage, priv *ecdh.PrivateKey) (Connected, error) {
 	b, _ := json.Marshal(protocol.Message{Event: protocol.EventAuthenticate, Data: data})
 	deadline, _ := ctx.Deadline()
 	_ = cn.ws.SetWriteDeadline(deadline)
@@ -101,6 +102,16 @@ func (cn *conn) handshake(ctx context.Context, creds any) (Connected, error) {
 			var d Connected
 			if err := f.Decode(&d); err != nil {
 				return Connected{}, fmt.Errorf("client: connected data %s: %w", f.Data, err)
+			}
+			if priv != nil {
+				key, err := cn.c.deriveKey(priv, d)
+				if err != nil {
+					_ = cn.ws.WriteControl(websocket.CloseMessage,
+						websocket.FormatCloseMessage(websocket.CloseNormalClosure, clientRefusedReason), deadline)
+					return Connected{}, err
+				}
+				cn.key = key
+				d.Encrypted = true
 			}
 			_ = cn.ws.SetReadDeadline(time.Time{})
 			_ = cn.ws.SetWriteDeadline(time.Time{})
@@ -174,6 +185,12 @@ func (cn *conn) route(b []byte) {
 	if err := json.Unmarshal(b, &f); err != nil || f.Event == "" {
 		c.log.Debug("frame dropped: not a frame", zap.ByteString("frame", b))
 		return
+	}
+	if cn.key != nil {
+		var ok bool
+		if f, ok = cn.unwrap(f); !ok {
+			return
+		}
 	}
 	if f.ID != "" && cn.resolve(f) {
 		return

@@ -84,7 +84,8 @@
 // good — Done is closed, Err says why, OnDisconnect has Reconnecting
 // false — after Close, 4003 "Authentication failed" (refused
 // credentials, also on a reconnect), 4004, 4005 Disconnect and the app's
-// own 4000–4999 codes, 1000, 1007, 1009, or after Reconnect.MaxAttempts
+// own 4000–4999 codes, 1000, 1007, 1009, a refused encryption handshake
+// (ErrEncryptionHandshake, see Encryption), or after Reconnect.MaxAttempts
 // failed attempts in a row (ErrReconnectGaveUp). While it is between
 // connections, Send and the requests fail fast with ErrNotConnected; a
 // request whose connection is lost fails with ErrConnectionLost.
@@ -109,9 +110,37 @@
 // handler calls it: that one returns right after the handler). Every wait
 // has a deadline or a context.
 //
-// # Not supported
+// # Encryption
 //
-// End-to-end encryption (SPEC §5, the "encrypted" envelope): a server that
-// requires it cannot be used with this package (its handshake needs the
-// client's public key in "authenticate"; expect a 4004 close).
+// Options.Encrypt runs the per-connection encryption of server/encryption
+// (SPEC §5; the flow of the JS client's encrypt option), for servers with
+// RequireEncryption:
+//
+//   - every connection (the first and each reconnect) gets a fresh P-256
+//     key pair (helpers/ecdh); its public key goes into the authenticate
+//     payload as "publicKey", merged into what Credentials returned, which
+//     must therefore be a JSON object (or nil, sent as {});
+//   - "connected" must carry serverPublicKey and salt, and the server key
+//     must equal Options.ServerPublicKey when that pins it; otherwise the
+//     client closes the connection (1000 "client refused handshake") with
+//     an error wrapping ErrEncryptionHandshake (ErrServerKeyMismatch for
+//     the pin) — Dial returns it, a reconnect stops the Client with it;
+//   - the message key is HKDF-SHA-256 of the ECDH secret with the salt and
+//     the info "ignis-ecdh-p256-aes-256-gcm-v1", for AES-256-GCM;
+//   - every frame the client sends but heartbeat — Send, Request, Join,
+//     Leave, Presence, Refresh — goes as
+//     {"event":"encrypted","data":{"iv","ct"},"id"?}, sealing
+//     {"event","data"}, the request id outside the envelope, so the
+//     client works with server RequireEncryptedInbound;
+//   - every "encrypted" frame from the server is opened into the frame it
+//     carries (its outer id, room and offset are kept) and routed like a
+//     plaintext one. The server sends its protocol frames (error, ack,
+//     refreshed, session-expiring, gap, recovery) in plaintext; a
+//     plaintext application frame, or one that does not decrypt, is
+//     dropped and logged, never handed to a handler.
+//
+// Connected.Encrypted tells whether a session is encrypted. Additional
+// authenticated data (server/encryption Options.AAD) is not supported.
+// Without Encrypt, a server that requires encryption refuses the client
+// with 4004, which stops it.
 package client

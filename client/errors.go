@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
@@ -33,6 +34,16 @@ var (
 	ErrEventQueueFull = errors.New("client: event queue full: handlers too slow")
 	// ErrReconnectGaveUp: Reconnect.MaxAttempts attempts in a row failed.
 	ErrReconnectGaveUp = errors.New("client: reconnect attempts exhausted")
+	// ErrEncryptionHandshake: Options.Encrypt is set and the client refused
+	// the server's "connected": it had no serverPublicKey and salt (the
+	// server does not run the encryption handshake), or they were invalid,
+	// or the key was not the pinned one (ErrServerKeyMismatch). The client
+	// closes that connection itself (1000 "client refused handshake") and,
+	// on a reconnect, stops for good: it never falls back to plaintext.
+	ErrEncryptionHandshake = errors.New("client: encryption handshake refused")
+	// ErrServerKeyMismatch: the server's public key differs from
+	// Options.ServerPublicKey. It wraps ErrEncryptionHandshake.
+	ErrServerKeyMismatch = fmt.Errorf("%w: server public key does not match Options.ServerPublicKey", ErrEncryptionHandshake)
 )
 
 // CloseError is a connection closed by the server (or by the network): the
@@ -99,8 +110,9 @@ func (r Refused) Error() string {
 //     handler failed, not the credentials);
 //   - stop: 1000 normal close, 1007 and 1009 (the client sent something
 //     wrong: a retry sends it again), 4003 "Authentication failed" (the
-//     credentials were refused), 4004 encryption required (this client
-//     does not encrypt), 4005 Disconnect and every other 4000–4999 code an
+//     credentials were refused), 4004 encryption required (the server's
+//     handshake refused the client: Options.Encrypt is off, or its key
+//     was not accepted), 4005 Disconnect and every other 4000–4999 code an
 //     app chose, and any other code.
 func DefaultShouldRetry(e *CloseError) bool {
 	switch e.Code {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/server"
+	"github.com/ignis-go/wscomponent/server/encryption"
 )
 
 // The examples run against a real server: newServer (harness_test.go)
@@ -112,4 +113,47 @@ func ExampleClient_Join() {
 	}
 	// Output:
 	// headline Go 2
+}
+
+// Talk to a server that requires encryption (server/encryption's Pair),
+// pinning its public key: every frame but heartbeat travels sealed.
+func ExampleOptions_encrypt() {
+	pair, err := encryption.New(encryption.Options{}) // a real server keeps its key (PrivateKey)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	opts := server.Options{Config: server.Config{RequireEncryptedInbound: true}}
+	pair.Apply(&opts)
+	srv, err := newServer("", opts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.url(), client.Options{
+		// An object: the client adds its "publicKey" to it.
+		Credentials:     func(context.Context) (any, error) { return map[string]string{"token": "user:carol"}, nil },
+		Encrypt:         true,
+		ServerPublicKey: pair.ServerPublicKey(), // known out of band
+	})
+	if err != nil {
+		fmt.Println(err) // e.g. client.ErrServerKeyMismatch
+		return
+	}
+	defer c.Close()
+	fmt.Println("encrypted:", c.Connected().Encrypted)
+
+	reply, err := c.Request(ctx, "echo", map[string]string{"text": "secret"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("reply", reply.Event, string(reply.Data))
+	// Output:
+	// encrypted: true
+	// reply echo {"text":"secret"}
 }

@@ -45,6 +45,23 @@ type Options struct {
 	// environment (websocket.DefaultDialer's settings).
 	Dialer Dialer
 
+	// Encrypt runs the per-connection encryption of server/encryption
+	// (SPEC §5, the JS client's encrypt option): every connection gets a
+	// fresh P-256 key pair whose public key goes into the authenticate
+	// payload as "publicKey" (so Credentials must return a JSON object, or
+	// nil; a "publicKey" of its own is replaced); "connected" must carry
+	// serverPublicKey and salt, else the client refuses the connection
+	// (ErrEncryptionHandshake); then every frame but heartbeat travels in
+	// an "encrypted" envelope both ways, and plaintext application frames
+	// from the server are dropped. Default false.
+	Encrypt bool
+	// ServerPublicKey pins the server's public key (standard base64 of the
+	// raw P-256 point, server/encryption's Pair.ServerPublicKey): a server
+	// that answers with another key is refused (ErrServerKeyMismatch) and
+	// the client stops. Needs Encrypt. Default "": any key is accepted,
+	// which does not protect against an active man in the middle.
+	ServerPublicKey string
+
 	// HeartbeatInterval is the period of the "heartbeat" frames that keep
 	// the session alive on the server (server HeartbeatTimeout, default
 	// 90s). Default 25s. Off: none.

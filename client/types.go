@@ -21,14 +21,16 @@ func (f Frame) Decode(v any) error { return json.Unmarshal(f.Data, v) }
 
 // Connected is the server's "connected" event: the session's client id,
 // the user id the authenticate handler gave, and the server's time.
-// ServerPublicKey and Salt are set when the server requires encryption,
-// which this package does not speak (see the package doc).
+// ServerPublicKey and Salt are the server's half of the encryption
+// handshake, set when the server runs it; Encrypted tells whether this
+// connection is encrypted (Options.Encrypt).
 type Connected struct {
 	ID              string    `json:"id"`
 	UserID          string    `json:"userId"`
 	Time            time.Time `json:"time"`
 	ServerPublicKey string    `json:"serverPublicKey,omitempty"`
 	Salt            string    `json:"salt,omitempty"`
+	Encrypted       bool      `json:"-"`
 }
 
 // Ack answers a join or leave (SPEC §9.1): the rooms the request was

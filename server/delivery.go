@@ -290,8 +290,10 @@ func (h *Helper) transform(m *message, j transformJob) {
 		return
 	}
 	msg, err := newMessage(res.Event, res.Data)
-	if err == nil && m.id != "" {
-		msg, err = newRawMessageID(res.Event, msg.data, m.id)
+	if err == nil && (m.id != "" || m.offset != "") {
+		// The request id and a history room's position stay outside the
+		// envelope: the client needs them to match replies and to recover.
+		msg, err = newFrame(res.Event, msg.data, frameExtra{id: m.id, room: m.room, offset: m.offset})
 	}
 	if err != nil {
 		h.stats.dropped.Add(1)

@@ -90,7 +90,7 @@ func TestRawJSONDataIsSentAsIs(t *testing.T) {
 }
 
 func TestSendRoutesLocallyAndPublishes(t *testing.T) {
-	ts := startServer(t, nil, server.Options{})
+	ts := startRedisServer(t, server.Options{})
 	c := ts.connect(t, "sam")
 	sub := ts.redis.Client(t).PSubscribe(context.Background(), "ws:*")
 	t.Cleanup(func() { _ = sub.Close() })

@@ -108,7 +108,11 @@ func (f *roomFleet) awaitDelivery(t *testing.T, since time.Time) time.Duration {
 		}
 	}
 	// B's client got the probes that made it, in order, once each, and
-	// nothing else.
+	// nothing else. A's own subscription may have been on the killed node
+	// too: wait until both instances are live before the last publish.
+	eventually(t, "both instances live again", func() bool {
+		return f.a.h.Health(ctx) == nil && f.b.h.Health(ctx) == nil
+	})
 	if err := f.a.h.PublishToRoom(ctx, "shared", "final", nil); err != nil {
 		t.Fatalf("publish after recovery: %v", err)
 	}

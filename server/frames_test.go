@@ -239,7 +239,7 @@ func TestOriginPolicy(t *testing.T) {
 }
 
 func TestNotAcceptingBeforeConfigureAndAfterShutdown(t *testing.T) {
-	rsClient := startServer(t, nil, server.Options{}).redis.Client(t)
+	rsClient := startRedisServer(t, server.Options{}).redis.Client(t)
 	h, err := server.New(server.Options{Redis: rsClient, Authenticate: tokenAuth})
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +301,7 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 }
 
 func TestConfigureTwiceIsHarmless(t *testing.T) {
-	ts := startServer(t, nil, server.Options{})
+	ts := startRedisServer(t, server.Options{})
 	if err := ts.h.Configure(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,10 @@ type testServer struct {
 // (see startLocal) no Redis is started and rs must be nil.
 func startServer(t testing.TB, rs *redistest.Server, opts server.Options) *testServer {
 	t.Helper()
+	if rs == nil && opts.Redis == nil && !opts.LocalBus && needsNoRedis(opts) {
+		// Tests that are not about Redis run on the local bus.
+		opts.LocalBus = true
+	}
 	if rs == nil && !opts.LocalBus {
 		rs = redistest.Start(t)
 	}
@@ -114,6 +118,19 @@ func startServer(t testing.TB, rs *redistest.Server, opts server.Options) *testS
 
 // startLocal runs a Helper on the local bus: one instance, no Redis. Tests
 // that are not about Redis use it.
+// needsNoRedis reports whether opts use nothing that only Redis provides.
+func needsNoRedis(opts server.Options) bool {
+	c := opts.Config
+	return c.PresenceRooms == nil && c.HistoryFor == nil && c.RedisRouting == "" && !c.AsyncPublish
+}
+
+// startRedisServer is startServer on a real Redis even when the test passes
+// none: for tests about Redis behaviour.
+func startRedisServer(t testing.TB, opts server.Options) *testServer {
+	t.Helper()
+	return startServer(t, redistest.Start(t), opts)
+}
+
 func startLocal(t testing.TB, opts server.Options) *testServer {
 	t.Helper()
 	opts.LocalBus = true

@@ -335,3 +335,25 @@ func BenchmarkPublishHistory(b *testing.B) {
 		})
 	}
 }
+
+// An encrypted member of a history room gets the room and offset outside
+// the encrypted payload, so it can recover after a reconnect.
+func TestHistoryFramesToEncryptedClientsKeepRoomAndOffset(t *testing.T) {
+	ts := startServer(t, nil, server.Options{
+		Config:              server.Config{RequireEncryption: true, HistoryFor: historyRooms},
+		Handshake:           okHandshake,
+		OutboundTransformer: wrapTransformer,
+		ValidateRoom:        allowAll,
+	})
+	c := ts.dial(t)
+	c.auth("enc")
+	c.joinAck("h-secret")
+	if err := ts.h.PublishToRoom(context.Background(), "h-secret", "n", map[string]int{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	f := c.nextHistory()
+	if f.Event != protocol.EventEncrypted || f.Room != "h-secret" || !strings.Contains(f.Offset, ":") ||
+		!jsonEqual(f.Data, `{"e":"n","d":{"n":1}}`) {
+		t.Fatalf("encrypted history frame %+v", f)
+	}
+}

@@ -279,12 +279,25 @@ func (ts *testServer) down() error {
 // that reconnect meanwhile are refused), and brings a fresh Helper up on the
 // same address.
 func (ts *testServer) restart(downFor time.Duration) error {
+	return ts.restartWith(func() error {
+		time.Sleep(downFor) // the outage the clients must ride out, not a wait for an event
+		return nil
+	})
+}
+
+// restartWith is restart with whileDown as the outage: it runs after every
+// client of the old Helper has been closed and before the port is open
+// again, so nothing it publishes can reach them live. It must not call
+// ts.helper (the server's lock is held); ts.other is up.
+func (ts *testServer) restartWith(whileDown func() error) error {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if err := ts.down(); err != nil {
 		return err
 	}
-	time.Sleep(downFor) // the outage the clients must ride out, not a wait for an event
+	if err := whileDown(); err != nil {
+		return fmt.Errorf("while the server was down: %w", err)
+	}
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		ln, err := net.Listen("tcp", ts.addr)

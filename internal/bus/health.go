@@ -14,7 +14,8 @@ type health struct {
 	log       *zap.Logger
 	events    Events
 	live      atomic.Bool
-	downSince atomic.Int64 // unix nanoseconds; 0 while live
+	downSince atomic.Int64  // unix nanoseconds; 0 while live
+	outages   atomic.Uint64 // bumped by every outage, so a late up can tell
 }
 
 func (h *health) get() Health {
@@ -44,11 +45,22 @@ func (h *health) down(err error) bool {
 		return false
 	}
 	h.downSince.Store(time.Now().UnixNano())
+	h.outages.Add(1)
 	if h.events.Outage != nil {
 		h.events.Outage(err)
 	}
 	h.log.Warn("redis subscription lost; retrying", zap.Error(err))
 	return true
+}
+
+// generation identifies the current outage (see upIf).
+func (h *health) generation() uint64 { return h.outages.Load() }
+
+// upIf ends the outage of generation gen, unless another one began since.
+func (h *health) upIf(gen uint64) {
+	if h.outages.Load() == gen {
+		h.up()
+	}
 }
 
 // up records the end of an outage.

@@ -30,6 +30,17 @@ func newInterest() *interest {
 	}
 }
 
+// desiredList returns the channels wanted right now.
+func (in *interest) desiredList() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]string, 0, len(in.desired))
+	for ch := range in.desired {
+		out = append(out, ch)
+	}
+	return out
+}
+
 // set marks channel as needed (on) or no longer needed (off).
 func (in *interest) set(channel string, on bool) {
 	in.mu.Lock()

@@ -274,13 +274,38 @@ func (b *pubsub) receiveLoop(ps *redis.PubSub, handler Handler) {
 				delete(pending, m.Channel)
 				if len(pending) == 0 {
 					pending = nil
-					b.health.up()
+					b.restored()
 				}
 			}
 		case *redis.Message:
 			handler(m.Channel, []byte(m.Payload))
 		}
 	}
+}
+
+// restoreWait bounds how long the end of an outage waits for the wanted
+// channels' confirmations before it is declared anyway.
+const restoreWait = 5 * time.Second
+
+// restored ends an outage once the base channels are back. In interest mode
+// it first waits (on a goroutine of its own, at most restoreWait) until
+// every wanted channel is confirmed again, so that "live" means a publish
+// now reaches this instance's rooms, users and clients too.
+func (b *pubsub) restored() {
+	if b.in == nil {
+		b.health.up()
+		return
+	}
+	gen := b.health.generation()
+	chans := b.in.desiredList()
+	b.goRun(func() {
+		ctx, cancel := context.WithTimeout(b.ctx, restoreWait)
+		defer cancel()
+		b.in.await(ctx, chans)
+		if b.ctx.Err() == nil {
+			b.health.upIf(gen)
+		}
+	})
 }
 
 // interestLoop keeps the subscription equal to the wanted set.
