@@ -1,6 +1,7 @@
 // The client against a plain server (TestNodeClient): authentication,
 // join/leave acks, requests with ids, events, presence, heartbeats, session
 // refresh and the server-decided closes.
+import "./node-env.mjs"; // first: the globals an older Node lacks
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WSClient, connect, ServerError, TimeoutError, CloseError } from "../wscomponent.js";

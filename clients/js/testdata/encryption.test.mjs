@@ -1,5 +1,6 @@
 // The client against a RequireEncryption server with server/encryption's
 // Pair (TestNodeEncryption).
+import "./node-env.mjs"; // first: the globals an older Node lacks
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WSClient, connect, CloseError, ServerError } from "../wscomponent.js";

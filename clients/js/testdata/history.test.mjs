@@ -1,5 +1,6 @@
 // PENDING (see history_test.go next to this file): recovery against the
 // real server once it keeps history (SPEC §9.5).
+import "./node-env.mjs"; // first: the globals an older Node lacks
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../wscomponent.js";

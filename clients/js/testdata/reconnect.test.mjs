@@ -1,5 +1,6 @@
 // The client rides out a server restart and a Redis outage
 // (TestNodeReconnect).
+import "./node-env.mjs"; // first: the globals an older Node lacks
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../wscomponent.js";

@@ -1,6 +1,7 @@
 // The client's half of recovery (TestNodeRecoveryProtocol, against a
 // scripted server): offsets remembered per room, "since" on the rejoin,
 // "recovered" reported per room.
+import "./node-env.mjs"; // first: the globals an older Node lacks
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../wscomponent.js";
