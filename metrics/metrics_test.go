@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ignis-go/wscomponent/metrics"
@@ -89,23 +90,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled: New does not touch the network
-	defer rdb.Close()
-	h, err := server.New(server.Options{
-		Redis:        rdb,
-		Authenticate: func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error) { return nil, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := metrics.New()
-	m.Attach(h)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gatherAttached(t)
 	exported := map[string]bool{}
 	for _, mf := range mfs {
 		exported[mf.GetName()] = true
@@ -125,23 +110,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 // Every Stats field is exported: a field added to Stats without a metric
 // fails here.
 func TestEveryStatsFieldHasAMetric(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	h, err := server.New(server.Options{
-		Redis:        rdb,
-		Authenticate: func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error) { return nil, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := metrics.New()
-	m.Attach(h)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gatherAttached(t)
 	var names strings.Builder
 	for _, mf := range mfs {
 		names.WriteString(mf.GetName() + " ")
@@ -180,4 +149,28 @@ func snake(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// gatherAttached gathers a Metrics attached to a Helper that was never
+// configured (New does not touch the network, so its Redis is never dialled).
+func gatherAttached(t *testing.T) []*dto.MetricFamily {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	h, err := server.New(server.Options{
+		Redis:        rdb,
+		Authenticate: func(context.Context, server.AuthenticateRequest) (*server.AuthResult, error) { return nil, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	m.Attach(h)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }
