@@ -5,33 +5,26 @@ package js_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ignis-go/wscomponent/internal/browsertest"
 	"github.com/ignis-go/wscomponent/server"
 )
 
 const (
-	// chromiumPath is Debian's chromium package; the test fails without
-	// it, since it is the only check that a real browser interoperates.
-	chromiumPath = "/usr/bin/chromium"
 	// browserDeadline bounds one browser test, start-up included.
 	browserDeadline = 60 * time.Second
-	// reapTimeout bounds the wait for chromium's processes to die.
-	reapTimeout = 5 * time.Second
 )
 
 // browserReport is what testdata/page.html POSTs to /report.
@@ -86,7 +79,7 @@ func TestBrowser(t *testing.T) {
 }
 
 func testBrowser(t *testing.T, mode serverMode, history bool) {
-	requireFile(t, chromiumPath, "apt-get install -y --no-install-recommends chromium")
+	requireFile(t, browsertest.Path, "apt-get install -y --no-install-recommends chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), browserDeadline)
 	defer cancel()
 
@@ -122,7 +115,7 @@ func testBrowser(t *testing.T, mode serverMode, history bool) {
 		q.Set("encrypt", "1")
 		q.Set("pin", ts.pair.ServerPublicKey())
 	}
-	browser := startChromium(t, ts.pageURL()+"/?"+q.Encode())
+	browser := browsertest.Start(t, ts.pageURL()+"/?"+q.Encode())
 	next := func(stage string) browserReport {
 		t.Helper()
 		select {
@@ -134,10 +127,10 @@ func testBrowser(t *testing.T, mode serverMode, history bool) {
 				t.Fatalf("page reported %+v, want stage %q", rep, stage)
 			}
 			return rep
-		case <-browser.exited:
-			t.Fatalf("chromium exited early: %v\n%s", browser.err, browser.logTail())
+		case <-browser.Exited():
+			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
 		case <-ctx.Done():
-			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.logTail())
+			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.LogTail())
 		}
 		return browserReport{}
 	}
@@ -226,10 +219,10 @@ func testBrowser(t *testing.T, mode serverMode, history bool) {
 			default:
 				t.Fatalf("while reconnecting the page reported %+v", rep)
 			}
-		case <-browser.exited:
-			t.Fatalf("chromium exited early: %v\n%s", browser.err, browser.logTail())
+		case <-browser.Exited():
+			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
 		case <-ctx.Done():
-			t.Fatalf("the page did not reconnect within %v\n%s", browserDeadline, browser.logTail())
+			t.Fatalf("the page did not reconnect within %v\n%s", browserDeadline, browser.LogTail())
 		}
 	}
 	// The replay comes before the rejoin's ack: messages 2..n, each once.
@@ -282,100 +275,3 @@ func (o offset) before(p offset) bool {
 }
 
 func (o offset) String() string { return fmt.Sprintf("%s:%d-%d", o.epoch, o.ms, o.seq) }
-
-// chromium is one headless browser run in its own process group.
-type chromium struct {
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	err     error // set before exited is closed
-}
-
-// startChromium opens pageURL in a fresh headless Chromium and registers a
-// cleanup that kills its whole process group and removes its profile.
-// (The same harness as server/encryption's browser test.)
-func startChromium(t *testing.T, pageURL string) *chromium {
-	t.Helper()
-	profile, err := os.MkdirTemp("", "wscomponent-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(t.TempDir(), "chromium.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-
-	cmd := exec.Command(chromiumPath,
-		"--headless",
-		"--no-sandbox",
-		"--disable-gpu",
-		"--disable-background-networking",
-		"--disable-quic",
-		"--no-first-run",
-		"--disable-component-update",
-		"--disable-sync",
-		// Small container /dev/shm mounts crash the renderer otherwise.
-		"--disable-dev-shm-usage",
-		// Nothing but the test server: any host name fails to resolve.
-		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-		"--user-data-dir="+profile,
-		pageURL,
-	)
-	cmd.Env = append(os.Environ(), "HOME="+profile, "XDG_CONFIG_HOME="+profile, "XDG_CACHE_HOME="+profile)
-	cmd.Stdout = logFile // an *os.File: no copying goroutines to leak
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(profile)
-		t.Fatalf("start chromium: %v", err)
-	}
-	b := &chromium{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		b.err = cmd.Wait()
-		close(b.exited)
-	}()
-	t.Cleanup(func() {
-		pgid := cmd.Process.Pid // Setpgid: the group id is the leader's pid
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-b.exited
-		if err := waitGroupGone(pgid, reapTimeout); err != nil {
-			t.Logf("chromium: %v", err)
-		}
-		if err := os.RemoveAll(profile); err != nil {
-			t.Errorf("remove chromium profile: %v", err)
-		}
-	})
-	return b
-}
-
-// waitGroupGone waits until no process of group pgid is left. Killed
-// children are reaped by init, not by us, so this polls until a deadline.
-func waitGroupGone(pgid int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Kill(-pgid, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("process group %d still has members after %v (%v)", pgid, timeout, err)
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// logTail returns the end of chromium's output, for failure messages.
-func (b *chromium) logTail() string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil {
-		return "(no chromium log: " + err.Error() + ")"
-	}
-	const max = 4096
-	if len(data) > max {
-		data = data[len(data)-max:]
-	}
-	return "chromium output:\n" + string(data)
-}

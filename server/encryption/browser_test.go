@@ -5,34 +5,25 @@ package encryption_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/browsertest"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 	"github.com/ignis-go/wscomponent/server"
 	"github.com/ignis-go/wscomponent/server/encryption"
 )
 
 const (
-	// chromiumPath is Debian's chromium package; the test fails without
-	// it, since it is the only check that a real browser interoperates.
-	chromiumPath = "/usr/bin/chromium"
 	// browserDeadline bounds the whole browser test, start-up included.
 	browserDeadline = 45 * time.Second
-	// reapTimeout bounds the wait for chromium's processes to die.
-	reapTimeout = 5 * time.Second
 )
 
 // browserPage connects with the real client module, reports each stage to
@@ -100,9 +91,9 @@ type browserReport struct {
 // frames the server decrypts (a chat message, a join), and decrypts a room
 // message sent from server code.
 func TestBrowserEndToEnd(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
+	if _, err := os.Stat(browsertest.Path); err != nil {
 		t.Fatalf("%s is missing (%v): this test needs Debian's chromium package, which .ci/run (scripts/test.sh) installs; "+
-			"install it with: apt-get install -y --no-install-recommends chromium", chromiumPath, err)
+			"install it with: apt-get install -y --no-install-recommends chromium", browsertest.Path, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), browserDeadline)
 	defer cancel()
@@ -158,7 +149,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		srv.Close()
 	})
 
-	browser := startChromium(t, srv.URL+"/?pin="+url.QueryEscape(pair.ServerPublicKey()))
+	browser := browsertest.Start(t, srv.URL+"/?pin="+url.QueryEscape(pair.ServerPublicKey()))
 	next := func(stage string) browserReport {
 		t.Helper()
 		select {
@@ -170,10 +161,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 				t.Fatalf("page reported %+v, want stage %q", rep, stage)
 			}
 			return rep
-		case <-browser.exited:
-			t.Fatalf("chromium exited early: %v\n%s", browser.err, browser.logTail())
+		case <-browser.Exited():
+			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
 		case <-ctx.Done():
-			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.logTail())
+			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.LogTail())
 		}
 		return browserReport{}
 	}
@@ -199,10 +190,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 			}
 		case rep := <-reports: // e.g. the server answered "Invalid message format"
 			t.Fatalf("page reported %+v before its encrypted frames reached the handler", rep)
-		case <-browser.exited:
-			t.Fatalf("chromium exited early: %v\n%s", browser.err, browser.logTail())
+		case <-browser.Exited():
+			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
 		case <-ctx.Done():
-			t.Fatalf("the page's encrypted frames never reached the handler\n%s", browser.logTail())
+			t.Fatalf("the page's encrypted frames never reached the handler\n%s", browser.LogTail())
 		}
 	}
 	if got := h.ClientsInRoom("lobby"); len(got) != 1 || got[0].ID != rep.ID {
@@ -221,101 +212,4 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if rep.Event != "news" || !rep.Encrypted || !jsonEqual(rep.Data, want) {
 		t.Errorf("page decrypted %+v, want encrypted news %s", rep, want)
 	}
-}
-
-// chromium is one headless browser run in its own process group.
-type chromium struct {
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	err     error // set before exited is closed
-}
-
-// startChromium opens pageURL in a fresh headless Chromium and registers a
-// cleanup that kills its whole process group and removes its profile.
-func startChromium(t *testing.T, pageURL string) *chromium {
-	t.Helper()
-	profile, err := os.MkdirTemp("", "wscomponent-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(t.TempDir(), "chromium.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-
-	cmd := exec.Command(chromiumPath,
-		"--headless",
-		"--no-sandbox",
-		"--disable-gpu",
-		"--disable-background-networking",
-		"--disable-quic",
-		"--no-first-run",
-		"--disable-component-update",
-		"--disable-sync",
-		// Small container /dev/shm mounts crash the renderer otherwise.
-		"--disable-dev-shm-usage",
-		// Nothing but the test server: any host name fails to resolve.
-		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-		"--user-data-dir="+profile,
-		pageURL,
-	)
-	// Keep the profile, cache and config inside the throwaway directory.
-	cmd.Env = append(os.Environ(), "HOME="+profile, "XDG_CONFIG_HOME="+profile, "XDG_CACHE_HOME="+profile)
-	cmd.Stdout = logFile // an *os.File: no copying goroutines to leak
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(profile)
-		t.Fatalf("start chromium: %v", err)
-	}
-	b := &chromium{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		b.err = cmd.Wait()
-		close(b.exited)
-	}()
-	t.Cleanup(func() {
-		pgid := cmd.Process.Pid // Setpgid: the group id is the leader's pid
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-b.exited
-		if err := waitGroupGone(pgid, reapTimeout); err != nil {
-			t.Logf("chromium: %v", err)
-		}
-		if err := os.RemoveAll(profile); err != nil {
-			t.Errorf("remove chromium profile: %v", err)
-		}
-	})
-	return b
-}
-
-// waitGroupGone waits until no process of group pgid is left. Killed
-// children are reaped by init, not by us, so this polls until a deadline.
-func waitGroupGone(pgid int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Kill(-pgid, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("process group %d still has members after %v (%v)", pgid, timeout, err)
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// logTail returns the end of chromium's output, for failure messages.
-func (b *chromium) logTail() string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil {
-		return "(no chromium log: " + err.Error() + ")"
-	}
-	const max = 4096
-	if len(data) > max {
-		data = data[len(data)-max:]
-	}
-	return "chromium output:\n" + string(data)
 }
