@@ -32,6 +32,7 @@ var offFields = map[string]bool{
 	"MaxPendingConnections": true,
 	"MaxConnectionsPerUser": true,
 	"DrainWindow":           true,
+	"Pollers":               true,
 }
 
 // limit is a bound tighter than the one every numeric field gets
@@ -46,6 +47,7 @@ var limits = map[string]limit{
 	"MaxPayloadLength": {min: 1 << 10, max: 1 << 30, want: "1 KiB (1024) to 1 GiB (1073741824)"},
 	// Below a frame or two every message would be dropped.
 	"BackpressureLimit": {min: 1 << 10, want: "at least 1 KiB (1024)"},
+	"Pollers":           {min: 1, max: 256, want: "1 to 256"},
 }
 
 // ConfigError is one bad field of a Config, found by Validate or while

@@ -23,6 +23,7 @@ var offable = map[string]bool{
 	"MaxPendingConnections": true,
 	"MaxConnectionsPerUser": true,
 	"DrainWindow":           true,
+	"Pollers":               true,
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/bus"
+	"github.com/ignis-go/wscomponent/internal/wsframe"
 )
 
 // Helper is the WebSocket server helper. It is an http.Handler that upgrades
@@ -60,13 +61,16 @@ type Helper struct {
 	// mu guards the indexes below and client.rooms / client.removed.
 	mu      sync.RWMutex
 	clients map[string]*client
-	users   map[string]map[string]*client
-	rooms   map[string]map[string]*client
+	users   map[string]members
+	rooms   map[string]members
 
 	stats    counters
 	samples  sampler        // log sampling of client-caused events
 	presence *presenceQueue // nil unless Config.PresenceRooms is set
 	hist     historyState   // per history room, the last offset delivered here
+	// polls reads connections without a goroutine each (Linux; nil when
+	// Config.Pollers is Off or elsewhere).
+	polls *pollSet
 }
 
 // New builds a Helper from opts. It checks the options but does not touch
@@ -115,8 +119,8 @@ func New(opts Options) (*Helper, error) {
 		startSem: make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 		clients:  make(map[string]*client),
-		users:    make(map[string]map[string]*client),
-		rooms:    make(map[string]map[string]*client),
+		users:    make(map[string]members),
+		rooms:    make(map[string]members),
 		samples:  sampler{burst: cfg.LogSampleBurst},
 	}
 	// Every context given to a callback carries the Helper, so a handler
@@ -150,6 +154,14 @@ func New(opts Options) (*Helper, error) {
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, http.StatusText(status), status)
 		},
+	}
+	if cfg.Pollers != Off && pollSupported {
+		ps, err := newPollSet(h, cfg.Pollers)
+		if err != nil {
+			h.log.Warn("event-driven reads unavailable: every connection gets a reader goroutine", zap.Error(err))
+		} else {
+			h.polls = ps
+		}
 	}
 	return h, nil
 }
@@ -258,6 +270,9 @@ func (h *Helper) Configure(ctx context.Context) error {
 	}
 	// Shutdown may have begun meanwhile: it then owns the bus (and has
 	// stopped bg, so tryGo refuses).
+	if h.polls != nil && !h.polls.start(&h.bg) {
+		return ErrClosed
+	}
 	if !h.bg.tryGo(h.sweepLoop) || !h.state.CompareAndSwap(stateStarting, stateRunning) {
 		return ErrClosed
 	}
@@ -308,13 +323,22 @@ func (h *Helper) shutdownNow(ctx context.Context) error {
 		// goroutine; Shutdown still returns.
 		for _, c := range h.allClients() {
 			c.cancel() // tell callbacks still running for it
-			_ = c.conn.Close()
+			c.mu.Lock()
+			cancelAuth := c.authCancel
+			c.mu.Unlock()
+			if cancelAuth != nil {
+				cancelAuth()
+			}
+			c.sock.close()
 		}
 		grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		_ = h.conns.wait(grace)
 		cancel()
 	}
 	h.cancel()
+	if h.polls != nil {
+		h.polls.close() // no connection is left to poll
+	}
 	h.bg.stop()
 	// Close ends a Configure still waiting for Redis too.
 	h.bus.Close()
@@ -393,6 +417,17 @@ func (h *Helper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Helper) serveConn(conn *websocket.Conn, sc *sockConn, r *http.Request) {
 	c := newClient(h, uuid.NewString(), conn, sc, r)
 	c.pending = true
+	// A plain TCP connection without permessage-deflate is read by a
+	// poller (Linux): this goroutine ends once it is registered, and
+	// gorilla's Conn, with its buffers, is let go.
+	var pc *pollConn
+	if h.polls != nil && !sc.deflate && c.sock.rc != nil {
+		pc = &pollConn{c: c}
+		pc.rd.Init(wsframe.Config{MaxMessageSize: h.cfg.MaxPayloadLength})
+		pc.touch()
+		c.sock.pc = pc
+		c.conn = nil
+	}
 	sc.c = c // from now on gorilla's writes go to c's outbox
 	h.mu.Lock()
 	h.clients[c.id] = c
@@ -406,6 +441,13 @@ func (h *Helper) serveConn(conn *websocket.Conn, sc *sockConn, r *http.Request) 
 	})
 	c.mu.Unlock()
 
+	if pc != nil {
+		h.conns.enterAlways() // until pc.end
+		if !h.polls.add(pc) {
+			pc.hangup()
+		}
+		return
+	}
 	h.readLoop(c)
 	h.finish(c)
 }
@@ -457,18 +499,27 @@ func (h *Helper) readLoop(c *client) {
 			c.close(DisconnectInvalidUTF8, false)
 			continue
 		}
-		now := time.Now()
-		_ = conn.SetReadDeadline(now.Add(idle))
-		c.lastActivity.Store(now.UnixNano())
-		h.stats.in.Add(1)
-		if h.cfg.MessageRate > 0 && !c.allow(now, h.cfg.MessageRate, h.cfg.MessageBurst) {
-			h.stats.rateLimited.Add(1)
-			h.sampled(sampleRateLimit, "client closed: rate limit exceeded", zap.String("client_id", c.id))
-			c.closeAfter(errorFrame(protocol.ErrMsgRateLimited, ""), DisconnectRateLimited, false)
-			continue
-		}
-		h.handleFrame(c, data)
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		h.onMessage(c, data)
 	}
+}
+
+// onMessage takes a data message read from c (either read side): counts it,
+// applies the rate limit and handles it.
+func (h *Helper) onMessage(c *client, data []byte) {
+	if c.isClosing() {
+		return
+	}
+	now := time.Now()
+	c.lastActivity.Store(now.UnixNano())
+	h.stats.in.Add(1)
+	if h.cfg.MessageRate > 0 && !c.allow(now, h.cfg.MessageRate, h.cfg.MessageBurst) {
+		h.stats.rateLimited.Add(1)
+		h.sampled(sampleRateLimit, "client closed: rate limit exceeded", zap.String("client_id", c.id))
+		c.closeAfter(errorFrame(protocol.ErrMsgRateLimited, ""), DisconnectRateLimited, false)
+		return
+	}
+	h.handleFrame(c, data)
 }
 
 // closeEchoWait bounds how long the reader waits for the echo of a close the
@@ -501,9 +552,10 @@ func (h *Helper) finish(c *client) {
 	c.removed = true
 	delete(h.clients, c.id)
 	if userID != "" {
-		if set := h.users[userID]; set != nil {
-			delete(set, c.id)
-			if len(set) == 0 {
+		if set, ok := h.users[userID]; ok {
+			set.remove(c)
+			h.users[userID] = set
+			if set.len() == 0 {
 				delete(h.users, userID)
 				h.bus.Unwant(protocol.ChannelUser(userID))
 			}
@@ -596,6 +648,12 @@ func (h *Helper) sweepLoop() {
 	defer hb.Stop()
 	samples := time.NewTicker(h.cfg.LogSampleInterval)
 	defer samples.Stop()
+	var idleC <-chan time.Time
+	if h.polls != nil {
+		it := time.NewTicker(idleSweepEvery(h.cfg.IdleTimeout))
+		defer it.Stop()
+		idleC = it.C
+	}
 	var pingC <-chan time.Time
 	if *h.cfg.SendPings {
 		pt := time.NewTicker(h.cfg.IdleTimeout / 2)
@@ -610,6 +668,8 @@ func (h *Helper) sweepLoop() {
 			h.sweepHeartbeats(time.Now())
 		case <-samples.C:
 			h.flushSamples(h.cfg.LogSampleInterval)
+		case now := <-idleC:
+			h.hangUpIdle(now.Add(-h.cfg.IdleTimeout).UnixNano())
 		case <-pingC:
 			for _, c := range h.allClients() {
 				c.sendControl(framePing, nil)

@@ -162,7 +162,10 @@ func (h *Helper) handleEncrypted(c *client, msg protocol.Message) {
 // startAuth moves c to authenticating and runs the authenticate callback on
 // its own goroutine so the reader keeps watching the socket.
 func (h *Helper) startAuth(c *client, data json.RawMessage) {
-	ctx, cancel := context.WithCancel(c.ctx)
+	// Not a child of c.ctx, which would then keep a Done channel and a
+	// children map for the rest of the connection: finish (and Shutdown)
+	// call authCancel themselves.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -323,16 +326,15 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 		return indexGone
 	}
 	if userID != "" {
-		set := h.users[userID]
-		if max := h.cfg.MaxConnectionsPerUser; max > 0 && len(set) >= max {
+		set, ok := h.users[userID]
+		if max := h.cfg.MaxConnectionsPerUser; max > 0 && set.len() >= max {
 			return indexUserFull
 		}
-		if set == nil {
-			set = make(map[string]*client)
-			h.users[userID] = set
+		if !ok {
 			h.bus.Want(protocol.ChannelUser(userID))
 		}
-		set[c.id] = c
+		set.add(c)
+		h.users[userID] = set
 	}
 	c.indexed = true
 	c.indexedUser = userID

@@ -144,6 +144,16 @@ type Config struct {
 	// authenticating; past it upgrades are refused with 503. Default 10000.
 	// Off: Off (exactly -1; "off" in JSON) means no cap.
 	MaxPendingConnections int `json:"maxPendingConnections,omitempty"`
+	// Pollers is how many epoll instances, each with one goroutine, wait
+	// for input on Linux. A connection read this way has no goroutine and
+	// no read buffer while it is idle; one gets both from a pool while it
+	// has bytes to process. Connections with permessage-deflate and TLS
+	// connections (not a *net.TCPConn after the upgrade) are read by a
+	// goroutine of their own, as every connection is on other systems.
+	// Default 1 (one is enough to dispatch a few hundred thousand events
+	// per second); at most 256. Off: every connection gets a reader
+	// goroutine.
+	Pollers int `json:"pollers,omitempty"`
 	// MaxConnectionsPerUser caps the authenticated sessions of one user on
 	// this instance; one more is refused with "Too many connections" and
 	// closed with 1008. Default 0: no cap. Off: Off also means no cap.
@@ -329,6 +339,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MessageBurst <= 0 {
 		c.MessageBurst = protocol.DefaultMessageBurst
+	}
+	if c.Pollers == 0 {
+		c.Pollers = defaultPollers
 	}
 	if c.MaxPendingConnections == 0 {
 		c.MaxPendingConnections = protocol.DefaultMaxPendingConnections

@@ -313,13 +313,12 @@ func (h *Helper) leaveRooms(c *client, rooms []string) (left []string, refused [
 }
 
 func (h *Helper) addToRoomLocked(c *client, room string) {
-	set := h.rooms[room]
-	if set == nil {
-		set = make(map[string]*client)
-		h.rooms[room] = set
+	set, ok := h.rooms[room]
+	if !ok {
 		h.bus.Want(protocol.ChannelRoom(room))
 	}
-	set[c.id] = c
+	set.add(c)
+	h.rooms[room] = set
 	c.rooms[room] = struct{}{}
 	h.presenceJoinLocked(c, room)
 }
@@ -327,9 +326,10 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 func (h *Helper) removeFromRoomLocked(c *client, room string) {
 	delete(c.rooms, room)
 	h.presenceLeaveLocked(c, room)
-	if set := h.rooms[room]; set != nil {
-		delete(set, c.id)
-		if len(set) == 0 {
+	if set, ok := h.rooms[room]; ok {
+		set.remove(c)
+		h.rooms[room] = set
+		if set.len() == 0 {
 			delete(h.rooms, room)
 			h.bus.Unwant(protocol.ChannelRoom(room))
 			h.hist.forget(room)
@@ -446,7 +446,7 @@ func (h *Helper) ClientsInRoom(room string) []ClientInfo {
 func (h *Helper) RoomSize(room string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.rooms[room])
+	return h.rooms[room].len()
 }
 
 // Rooms returns the names of the rooms with at least one local member,
@@ -459,14 +459,6 @@ func (h *Helper) Rooms() []string {
 	}
 	h.mu.RUnlock()
 	sort.Strings(out)
-	return out
-}
-
-func collect(set map[string]*client) []*client {
-	out := make([]*client, 0, len(set))
-	for _, c := range set {
-		out = append(out, c)
-	}
 	return out
 }
 

@@ -17,6 +17,9 @@ type socket struct {
 	rc   syscall.RawConn // conn's descriptor, for writes that never wait (nil unless TCP)
 	h    *Helper
 	id   string
+	// pc is set, before reading starts, when the connection is read by a
+	// poller rather than by a goroutine of its own.
+	pc *pollConn
 }
 
 func newSocket(h *Helper, id string, conn net.Conn) socket {
@@ -52,12 +55,26 @@ func (s *socket) write(bufs [][]byte, deadline time.Time) error {
 }
 
 // closeSent gives the peer CloseGrace to answer the close frame; then the
-// reader fails and the connection is cleaned up.
+// reader fails (or the poller's connection is hung up) and the connection
+// is cleaned up.
 func (s *socket) closeSent() {
+	if s.pc != nil {
+		s.pc.closeSent()
+		return
+	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.h.cfg.CloseGrace))
 }
 
-func (s *socket) close() { _ = s.conn.Close() }
+// close drops the connection: its reader sees it end.
+func (s *socket) close() {
+	if s.pc != nil {
+		s.pc.hangup() // a polled socket that nobody reads would never tell
+		return
+	}
+	s.closeConn()
+}
+
+func (s *socket) closeConn() { _ = s.conn.Close() }
 
 // sockConn is the connection gorilla is given (by hijackWriter). Reads and
 // deadlines go to the socket as they are; writes reach it only during the
