@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,10 +126,11 @@ func benchFanout(b *testing.B, n int, obs server.Observer) {
 // writes one byte on the rounds pipe each time every client has read one
 // more message, and exits when its stdin closes.
 type clientProcess struct {
-	cmd    *exec.Cmd
-	rounds *os.File
-	stdin  *os.File
-	buf    [1]byte
+	cmd     *exec.Cmd
+	rounds  *os.File
+	stdin   *os.File
+	buf     [1]byte
+	stopped bool
 }
 
 func startClientProcess(b *testing.B, ts *testServer, n int) *clientProcess {
@@ -158,27 +160,35 @@ func startClientProcess(b *testing.B, ts *testServer, n int) *clientProcess {
 	_ = roundsW.Close()
 	_ = stdinR.Close()
 	cp := &clientProcess{cmd: cmd, rounds: roundsR, stdin: stdinW}
-	b.Cleanup(func() {
-		_ = cp.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				b.Errorf("client process: %v", err)
-			}
-		case <-time.After(benchWait):
-			_ = cmd.Process.Kill()
-			<-done
-			b.Errorf("client process did not exit within %s", benchWait)
-		}
-		_ = cp.rounds.Close()
-	})
+	b.Cleanup(func() { cp.stop(b) })
 	// Round 0 is "every client is connected and authenticated".
 	if err := cp.waitRoundFor(2 * time.Minute); err != nil {
 		b.Fatalf("client process did not connect %d clients: %v", n, err)
 	}
 	return cp
+}
+
+// stop closes the child's stdin, which makes it close its clients and
+// exit, and waits for it. Safe to call again.
+func (cp *clientProcess) stop(b *testing.B) {
+	if cp.stopped {
+		return
+	}
+	cp.stopped = true
+	_ = cp.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- cp.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			b.Errorf("client process: %v", err)
+		}
+	case <-time.After(benchWait):
+		_ = cp.cmd.Process.Kill()
+		<-done
+		b.Errorf("client process did not exit within %s", benchWait)
+	}
+	_ = cp.rounds.Close()
 }
 
 func (cp *clientProcess) waitRound() error { return cp.waitRoundFor(benchWait) }
@@ -302,13 +312,29 @@ const idleConns = 2000
 // a few hundred bytes) plus goroutine stacks (all the server's: idle
 // rawClients have no goroutine). Run it with -benchtime 1x; every iteration
 // connects and closes idleConns clients.
-func BenchmarkIdleConnMemory(b *testing.B) {
-	raiseFileLimit(b, 2*idleConns+1024)
-	// Idle connections give up their writer goroutine after a quiet
-	// period; shorten it so the benchmark measures the steady idle state.
-	defer server.SetWriterIdle(20 * time.Millisecond)()
-	ts := startServer(b, nil, server.Options{Config: benchConfig()})
-	var heap, stack, goroutines, connectNs float64
+func BenchmarkIdleConnMemory(b *testing.B) { benchIdleMemory(b, benchConfig()) }
+
+// BenchmarkIdleConnMemoryGoroutine is the same on the portable read side:
+// a reader goroutine per connection (Config.Pollers Off).
+func BenchmarkIdleConnMemoryGoroutine(b *testing.B) {
+	cfg := benchConfig()
+	cfg.Pollers = server.Off
+	benchIdleMemory(b, cfg)
+}
+
+func benchIdleMemory(b *testing.B, cfg server.Config) {
+	raiseFileLimit(b, idleConns+1024)
+	// The component's own cost: a user id and no metadata (a metadata map
+	// is the application's, ~300 bytes for one entry).
+	auth := func(_ context.Context, req server.AuthenticateRequest) (*server.AuthResult, error) {
+		var d struct {
+			Token string `json:"token"`
+		}
+		_ = json.Unmarshal(req.Data, &d)
+		return &server.AuthResult{UserID: strings.TrimPrefix(d.Token, "user:")}, nil
+	}
+	ts := startServer(b, nil, server.Options{Config: cfg, Authenticate: auth})
+	var heap, stack, goroutines float64
 	var iters int
 	for b.Loop() {
 		iters++
@@ -316,21 +342,21 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)
 		g0 := runtime.NumGoroutine()
-		t0 := time.Now()
-		clients := mustDialRawClients(b, ts, idleConns)
-		for _, c := range clients {
-			// Idle clients keep no buffers, so that what is measured is
-			// the server's.
-			c.br, c.buf, c.wbuf = nil, nil, nil
-		}
-		connectNs += float64(time.Since(t0).Nanoseconds()) / idleConns
-		eventually(b, "idle writers retired", func() bool { return runtime.NumGoroutine() <= g0+idleConns+8 })
+		// The clients live in a child process: what grows here is the
+		// server's.
+		cp := startClientProcess(b, ts, idleConns)
+		eventually(b, "connections settled", func() bool {
+			return ts.h.Stats().Connections == idleConns && runtime.NumGoroutine() <= g0+idleConns+8
+		})
 		runtime.GC()
 		runtime.ReadMemStats(&ms1)
+		if f := os.Getenv(envIdleHeapProfile); f != "" {
+			writeHeapProfile(b, f)
+		}
 		heap += (float64(ms1.HeapInuse) - float64(ms0.HeapInuse)) / idleConns
 		stack += (float64(ms1.StackInuse) - float64(ms0.StackInuse)) / idleConns
 		goroutines += float64(runtime.NumGoroutine()-g0) / idleConns
-		closeRawClients(clients)
+		cp.stop(b)
 		eventually(b, "server to drop the idle clients", func() bool { return ts.h.Stats().Connections == 0 })
 	}
 	k := float64(iters)
@@ -338,7 +364,22 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	b.ReportMetric(heap/k, "heap-bytes/conn")
 	b.ReportMetric(stack/k, "stack-bytes/conn")
 	b.ReportMetric(goroutines/k, "goroutines/conn")
-	b.ReportMetric(connectNs/k, "connect-ns/conn")
+}
+
+// envIdleHeapProfile names a file for BenchmarkIdleConnMemory to write the
+// heap profile to while the connections are held (run it with
+// -memprofilerate 1 and read it with go tool pprof -sample_index=inuse_space).
+const envIdleHeapProfile = "WSCOMPONENT_IDLE_HEAP_PROFILE"
+
+func writeHeapProfile(b *testing.B, name string) {
+	f, err := os.Create(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // raiseFileLimit makes sure the process may open need descriptors (each
