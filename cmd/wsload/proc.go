@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -138,15 +137,6 @@ func parseVmRSS(status []byte) (int64, error) {
 		return kb * 1024, err
 	}
 	return 0, errors.New("no VmRSS line (kernel thread or zombie?)")
-}
-
-// selfCPU is this process's own CPU time (user + system).
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procSet samples every server process given with -pid.
