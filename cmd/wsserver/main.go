@@ -54,6 +54,7 @@ func run(args []string) error {
 	asyncPublish := fs.Bool("async-publish", false, "return from publishes once queued for Redis (server.Config.AsyncPublish)")
 	routing := fs.String("routing", "", "Redis routing: interest (default), pattern or sharded (server.Config.RedisRouting; sharded needs a cluster URL)")
 	messageRate := fs.Float64("message-rate", 0, "frames per second one client may send (server.Config.MessageRate): 0 the Helper's default, -1 (server.Off) no limit")
+	pollers := fs.Int("pollers", 0, "epoll pollers reading connections (server.Config.Pollers): 0 the Helper's default, -1 (server.Off) a reader goroutine per connection")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wsserver [flags]\n\nA server.Helper wired for load tests: token auth, echo, fan-out, POST /broadcast, GET /stats.\n\nFlags:")
 		fs.PrintDefaults()
@@ -88,7 +89,7 @@ func run(args []string) error {
 		Logger: logger,
 		Path:   *path,
 		Helper: server.Config{RedisTimeout: 10 * time.Second, SendPings: server.Bool(*pings), MessageRate: *messageRate,
-			AsyncPublish: *asyncPublish, RedisRouting: *routing},
+			AsyncPublish: *asyncPublish, RedisRouting: *routing, Pollers: *pollers},
 	})
 	if err != nil {
 		return err
