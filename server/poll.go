@@ -22,7 +22,8 @@ import (
 //
 // Who reads is one of three things (pcState):
 //
-//	armed  nobody: the socket is registered (one-shot) with its poller.
+//	armed  nobody: the poller starts a goroutine at the next readiness
+//	       event.
 //	busy   one goroutine: started by the poller for a readiness event,
 //	       or by hangup, which found the connection armed.
 //	done   the connection ended (end ran).
@@ -32,7 +33,10 @@ import (
 //	busy  --EOF, read error, close frame, hangup seen--> done
 //
 // Every change of owner is a compare-and-swap, so exactly one goroutine
-// reads at a time and exactly one ends the connection.
+// reads at a time and exactly one ends the connection. The socket is
+// registered edge-triggered, once: an event that finds the connection busy
+// sets more, and the busy goroutine reads again before it parks, so no
+// readiness is lost and no system call re-arms the socket.
 
 // pcState says who reads a polled connection.
 type pcState = uint32
@@ -50,6 +54,7 @@ type pollConn struct {
 	token uint64 // the poller's key for it (epoll data)
 
 	state atomic.Uint32
+	more  atomic.Bool // readiness came while busy: read again before parking
 	hang  atomic.Bool // hangup was asked for: the owner ends the connection
 	// lastRead is when the last frame arrived (unix nanoseconds); the
 	// sweeper hangs up connections silent for IdleTimeout.
@@ -90,14 +95,14 @@ func (pc *pollConn) serve() {
 			pc.end(errHangup)
 			return
 		}
+		pc.more.Store(false)
 		n, err := rb.op.read(pc.c.sock.rc, rb.b)
 		switch {
 		case errors.Is(err, errWouldBlock):
-			if pc.park(&rb.op) {
+			if pc.park() {
 				return
 			}
-			pc.end(errHangup)
-			return
+			continue
 		case err != nil:
 			pc.end(err)
 			return
@@ -106,14 +111,9 @@ func (pc *pollConn) serve() {
 			pc.end(nil)
 			return
 		}
-		if n < len(rb.b) {
-			// Most likely the socket is empty now: arm it again rather
-			// than pay a read that says so. Epoll reports at once what
-			// came meanwhile.
-			if pc.park(&rb.op) {
-				return
-			}
-			pc.end(errHangup)
+		// A short read emptied the socket: what arrives later is a new
+		// edge, so park without paying a read that says EAGAIN.
+		if n < len(rb.b) && pc.park() {
 			return
 		}
 	}
@@ -122,18 +122,36 @@ func (pc *pollConn) serve() {
 // errHangup is why a connection ended when hangup ended it.
 var errHangup = errors.New("server: connection dropped")
 
-// park hands the connection back to its poller. It reports false when a
-// hangup came meanwhile and the caller is still the owner: it must end the
-// connection.
-func (pc *pollConn) park(op *pollOp) bool {
+// park hands the connection back to its poller. It reports false when the
+// caller is still the owner and must go on: readiness or a hangup came
+// meanwhile.
+func (pc *pollConn) park() bool {
 	pc.state.Store(pcArmed)
-	if pc.hang.Load() && pc.state.CompareAndSwap(pcArmed, pcBusy) {
+	if (pc.more.Load() || pc.hang.Load()) && pc.state.CompareAndSwap(pcArmed, pcBusy) {
 		return false
 	}
-	// From here another goroutine may own the connection; arming a socket
-	// that was closed meanwhile fails harmlessly (see pollOp.arm).
-	op.arm(pc)
 	return true
+}
+
+// ready is the poller's readiness event: an armed connection gets a
+// goroutine; a busy one is told to read again.
+func (pc *pollConn) ready() {
+	pc.more.Store(true)
+	for {
+		switch pc.state.Load() {
+		case pcArmed:
+			if pc.state.CompareAndSwap(pcArmed, pcBusy) {
+				go pc.serve()
+				return
+			}
+		case pcBusy:
+			// The owner sees more when it parks (it stores armed, then
+			// loads more; this stored more, then loaded busy).
+			return
+		default:
+			return
+		}
+	}
 }
 
 // hangup ends the connection without a close handshake (the socket is

@@ -87,7 +87,8 @@ func (ps *pollSet) close() {
 	}
 }
 
-// add registers pc with the next poller, armed. It reports false when the
+// add registers pc with the next poller, armed (edge-triggered, for the
+// life of the socket: closing it unregisters it). It reports false when the
 // socket cannot be polled (the caller then reads it the portable way).
 func (ps *pollSet) add(pc *pollConn) bool {
 	p := ps.pollers[int(ps.next.Add(1))%len(ps.pollers)]
@@ -148,9 +149,7 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 		for i, pc := range ready {
-			if pc.state.CompareAndSwap(pcArmed, pcBusy) {
-				go pc.serve()
-			}
+			pc.ready()
 			ready[i] = nil
 		}
 		ready = ready[:0]
@@ -213,18 +212,9 @@ func (op *pollOp) doRead(fd uintptr) bool {
 	}
 }
 
-// arm registers pc's socket again for one readiness event. A socket closed
-// meanwhile is not touched: RawConn.Control refuses it, so a descriptor
-// number reused by another connection is never armed by mistake.
-func (op *pollOp) arm(pc *pollConn) {
-	if err := op.ctl(pc, unix.EPOLL_CTL_MOD); err != nil {
-		pc.p.h.logDebug("epoll re-arm failed", pc.c.id, err)
-	}
-}
-
 func (op *pollOp) ctl(pc *pollConn, how int) error {
 	op.epfd, op.ctlOp = pc.p.epfd, how
-	op.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	op.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET}
 	setEventToken(&op.ev, pc.token)
 	if err := pc.c.sock.rc.Control(op.ctlFn); err != nil {
 		return err

@@ -23,4 +23,3 @@ type pollOp struct{}
 
 func (*pollOp) init()                                     {}
 func (*pollOp) read(syscall.RawConn, []byte) (int, error) { return 0, errPollUnsupported }
-func (*pollOp) arm(*pollConn)                             {}
