@@ -83,7 +83,6 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	go c.disp.run()
 	c.install(cn)
 	c.goFunc(func() { c.run(cn) })
 	return c, nil
@@ -333,9 +332,9 @@ func (c *Client) Close() error {
 		c.cancel()
 		c.wg.Wait()
 		c.stop(ErrClosed)
-		close(c.disp.stop)
+		done := c.disp.close()
 		if !c.disp.inHandler() {
-			<-c.disp.done
+			<-done
 		}
 	})
 	return nil

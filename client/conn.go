@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,9 @@ type conn struct {
 	// plaintext). handshake sets it before the connection is installed
 	// and started; it never changes after, so it is read without a lock.
 	key *ecdh.Key
+	// readMoved is when the reader last moved the read deadline
+	// (extendRead); only the reader touches it.
+	readMoved time.Time
 
 	mu      sync.Mutex
 	pending map[string]chan Frame // request id → where its answer goes
@@ -93,8 +97,8 @@ func (cn *conn) handshake(ctx context.Context, data json.RawMessage, priv *ecdh.
 			}
 			return Connected{}, closeErrorOf(err, lastErr)
 		}
-		var f Frame
-		if json.Unmarshal(b, &f) != nil {
+		f, err := decodeFrame(b)
+		if err != nil {
 			continue
 		}
 		switch f.Event {
@@ -149,20 +153,43 @@ func (cn *conn) onPing(data string) error {
 	return err
 }
 
+// extendRead moves the read deadline to ReadTimeout from now. Moving it
+// updates a runtime timer, which a busy connection would pay for every
+// frame, so it moves at most every ReadTimeout/16 and is set that much
+// further: a connection ends between ReadTimeout and 17/16 ReadTimeout
+// after its last frame or ping. Only the reader calls it (gorilla runs the
+// ping handler inside the read).
 func (cn *conn) extendRead() {
-	if rt := cn.c.opts.ReadTimeout; rt > 0 && !cn.dropping.Load() {
-		_ = cn.ws.SetReadDeadline(time.Now().Add(rt))
+	rt := cn.c.opts.ReadTimeout
+	if rt <= 0 || cn.dropping.Load() {
+		return
 	}
+	now := time.Now()
+	if now.Sub(cn.readMoved) < rt/16 {
+		return
+	}
+	cn.readMoved = now
+	_ = cn.ws.SetReadDeadline(now.Add(rt + rt/16))
 }
+
+// maxKeptReadBuffer is the largest read buffer a connection keeps between
+// frames; a larger frame's buffer is let go after it.
+const maxKeptReadBuffer = 64 << 10
 
 func (cn *conn) readLoop() {
 	defer func() {
 		_ = cn.ws.Close()
 		close(cn.done)
 	}()
+	// One buffer for every frame: route copies what it keeps.
+	var buf bytes.Buffer
 	for {
 		cn.extendRead()
-		_, b, err := cn.ws.ReadMessage()
+		_, r, err := cn.ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			cn.mu.Lock()
 			last := cn.lastErr
@@ -170,20 +197,23 @@ func (cn *conn) readLoop() {
 			cn.setCause(closeErrorOf(err, last))
 			return
 		}
-		if cn.dropping.Load() {
-			continue
+		if !cn.dropping.Load() {
+			cn.route(buf.Bytes())
 		}
-		cn.route(b)
+		if buf.Cap() > maxKeptReadBuffer {
+			buf = bytes.Buffer{}
+		}
 	}
 }
 
 // route handles one frame on the reader goroutine: answers go to their
-// request, protocol events to the client, the rest to the handlers.
+// request, protocol events to the client, the rest to the handlers. b is
+// the reader's buffer: nothing may keep it past the call.
 func (cn *conn) route(b []byte) {
 	c := cn.c
-	var f Frame
-	if err := json.Unmarshal(b, &f); err != nil || f.Event == "" {
-		c.log.Debug("frame dropped: not a frame", zap.ByteString("frame", b))
+	f, err := decodeFrame(b)
+	if err != nil || f.Event == "" {
+		c.log.Debug("frame dropped: not a frame", zap.String("frame", string(b)))
 		return
 	}
 	if cn.key != nil {
@@ -239,7 +269,9 @@ func (cn *conn) route(b []byte) {
 		// Answers whose request is gone (timed out or cancelled).
 		c.log.Debug("late answer dropped", zap.String("event", f.Event), zap.String("id", f.ID))
 	default:
-		if h := c.opts.OnEvent; h != nil {
+		if h := c.opts.OnFrame; h != nil {
+			c.callOnFrame(h, f)
+		} else if h := c.opts.OnEvent; h != nil {
 			if !c.disp.push(func() { h(f) }, true) {
 				// The frame is not recorded, so a history room recovers
 				// it after the reconnect.
@@ -250,6 +282,17 @@ func (cn *conn) route(b []byte) {
 		}
 		c.recordOffset(f)
 	}
+}
+
+// callOnFrame runs Options.OnFrame on the reader goroutine, recovering
+// a panic like the handler goroutine does.
+func (c *Client) callOnFrame(h func(Frame), f Frame) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("OnFrame panicked", zap.String("event", f.Event), zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	h(f)
 }
 
 // eventGap is the server's subscription-gap notice (issue 14).

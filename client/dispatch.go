@@ -16,7 +16,9 @@ import (
 const lifecycleSlack = 64
 
 // dispatcher runs the handlers on one goroutine, in order, from a bounded
-// queue that the reader fills without ever waiting.
+// queue that the reader fills without ever waiting. The goroutine starts
+// with the first item: a client whose frames go to OnFrame and that loses
+// no connection never has one.
 type dispatcher struct {
 	log   *zap.Logger
 	limit int
@@ -25,12 +27,23 @@ type dispatcher struct {
 	q         []item
 	frames    int  // items in q that are frames
 	finishing bool // run delivers what is queued, then returns
+	state     int  // idle, running or closed
 
 	wake chan struct{} // capacity 1
-	stop chan struct{} // closed by Close: run returns after the current handler
-	done chan struct{} // closed when run returns
-	goid atomic.Uint64 // the goroutine of run, so Close can tell a handler called it
+	stop chan struct{} // closed by close: run returns after the current handler
+	done chan struct{} // closed when run returns, or by close when it never ran
+	// goid is the goroutine of run, so Close can tell a handler called
+	// it; set before the first handler runs (reading a goroutine's id
+	// costs a stack trace, which clients that never run a handler skip).
+	goid atomic.Uint64
 }
+
+// The states of a dispatcher.
+const (
+	dispIdle    = iota // no goroutine yet
+	dispRunning        // run was started; it closes done
+	dispClosed         // closed before anything was queued; done is closed
+)
 
 type item struct {
 	fn    func()
@@ -50,11 +63,21 @@ func (d *dispatcher) push(fn func(), frame bool) bool {
 		d.mu.Unlock()
 		return false
 	}
+	if d.state == dispClosed {
+		d.mu.Unlock()
+		return true // Close drops what was not run anyway
+	}
 	d.q = append(d.q, item{fn: fn, frame: frame})
 	if frame {
 		d.frames++
 	}
+	start := d.state == dispIdle
+	d.state = dispRunning
 	d.mu.Unlock()
+	if start {
+		go d.run()
+		return true
+	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -81,9 +104,21 @@ func (d *dispatcher) finish() {
 	}
 }
 
+// close stops run after the current handler (Close) and returns the
+// channel closed once it has returned.
+func (d *dispatcher) close() <-chan struct{} {
+	close(d.stop)
+	d.mu.Lock()
+	if d.state == dispIdle {
+		d.state = dispClosed
+		close(d.done)
+	}
+	d.mu.Unlock()
+	return d.done
+}
+
 func (d *dispatcher) run() {
 	defer close(d.done)
-	d.goid.Store(goid())
 	for {
 		d.mu.Lock()
 		if len(d.q) == 0 {
@@ -117,6 +152,9 @@ func (d *dispatcher) run() {
 }
 
 func (d *dispatcher) call(fn func()) {
+	if d.goid.Load() == 0 {
+		d.goid.Store(goid())
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("handler panicked", zap.Any("panic", p), zap.Stack("stack"))
@@ -125,8 +163,12 @@ func (d *dispatcher) call(fn func()) {
 	fn()
 }
 
-// inHandler reports whether the caller runs on the handler goroutine.
-func (d *dispatcher) inHandler() bool { return goid() == d.goid.Load() }
+// inHandler reports whether the caller runs on the handler goroutine. Only
+// a handler can call from there, and goid is set before the first one.
+func (d *dispatcher) inHandler() bool {
+	id := d.goid.Load()
+	return id != 0 && goid() == id
+}
 
 // goid returns the current goroutine's id from the first line of its stack
 // ("goroutine 42 [running]:"). Only Close uses it, to tell whether a

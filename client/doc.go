@@ -67,6 +67,14 @@
 // the rest. A handler may call any method, Request and Close included
 // (answers are resolved by the reader, not the handler goroutine).
 //
+// Options.OnFrame takes the application frames instead of OnEvent and
+// runs on the reader itself, for consumers to which the hand-over to the
+// handler goroutine costs too much (the load tool, cmd/wsload, whose CPU
+// per delivery limits its fan-out runs) or that need frames in order with
+// the answers: a request returns only after OnFrame had every frame that
+// came before its answer (e.g. what the server replays before a join's
+// ack). It must not block the reader; see its comment.
+//
 // # Reconnect and recovery
 //
 // On by default (Options.Reconnect): after a close that
@@ -104,11 +112,13 @@
 // end, reconnects, rejoins); per connection one reader (routes frames)
 // and one writer (the only one that writes frames: the send queue,
 // heartbeats every Options.HeartbeatInterval, the closing frame; gorilla's
-// ping and close answers go through WriteControl); the handler goroutine;
-// and, during an automatic refresh, one refresher. Close stops and waits
-// for all of them (it does not wait for the handler goroutine when a
-// handler calls it: that one returns right after the handler). Every wait
-// has a deadline or a context.
+// ping and close answers go through WriteControl); the handler goroutine,
+// started by the first handler call it has to make (a Client whose frames
+// all go to Options.OnFrame may never have one); and, during an automatic
+// refresh, one refresher. Close stops and waits for all of them (it does
+// not wait for the handler goroutine when a handler calls it: that one
+// returns right after the handler). Every wait has a deadline or a
+// context.
 //
 // # Encryption
 //

@@ -77,8 +77,9 @@ type Options struct {
 	// in time ends the connection. Default 10s.
 	WriteTimeout time.Duration
 	// ReadTimeout ends a connection from which nothing (no frame, no
-	// ping) arrived for this long, so that a peer that vanished without a
-	// close is noticed and reconnected. The server pings every
+	// ping) arrived for this long (up to a sixteenth longer: the deadline
+	// is not moved for every frame), so that a peer that vanished without
+	// a close is noticed and reconnected. The server pings every
 	// IdleTimeout/2 (30s) by default. Default 90s. Off: wait forever.
 	ReadTimeout time.Duration
 	// CloseGrace is how long Close (and a connection the client drops)
@@ -119,6 +120,23 @@ type Options struct {
 	// session-expiring, refreshed, gap) and is not the answer to a
 	// Request.
 	OnEvent func(Frame)
+	// OnFrame, when set, receives the application frames instead of
+	// OnEvent, on the connection's reader goroutine as each is read: no
+	// queue and no hand-over to the handler goroutine, for consumers to
+	// which that hop per frame is dear (a load generator, a relay of many
+	// streams). Frames come in wire order with the answers: a request
+	// returns only after OnFrame returned for every frame read before its
+	// answer. They are not ordered with the other handlers, which still
+	// run on the handler goroutine. OnFrame must not block: the
+	// connection reads nothing else (answers, pings, close) meanwhile, so
+	// hand slow work to a goroutine of your own. It may call Send; a
+	// Request, Join, Leave, Presence or Refresh made from it waits for an
+	// answer only this goroutine could read, and fails with ErrTimeout;
+	// Close waits for this goroutine, so call it as go c.Close().
+	// EventQueue does not apply; the offset of a history-room frame is
+	// recorded once OnFrame returns. A panic is recovered and logged.
+	// Default nil.
+	OnFrame func(Frame)
 	// OnPresence receives the join/leave notices of presence rooms.
 	OnPresence func(PresenceEvent)
 	// OnGap receives the server's "gap" notices (issue 14).
