@@ -343,21 +343,46 @@ func writeJSON(w http.ResponseWriter, v any) {
 // is part of the latency it measures. ok is false for any other frame;
 // sameRun tells whether the frame belongs to run.
 func ParseBench(frame []byte, run string) (seq int, t int64, sameRun, ok bool) {
-	const head = `{"event":"bench","data":{"run":"`
-	if !bytes.HasPrefix(frame, []byte(head)) {
-		return parseBenchSlow(frame, run)
+	const head = `{"event":"bench","data":`
+	if bytes.HasPrefix(frame, []byte(head)) {
+		if seq, t, sameRun, ok = parseBenchFast(frame[len(head):], run); ok {
+			return seq, t, sameRun, true
+		}
 	}
-	s := frame[len(head):]
+	return parseBenchSlow(frame, run)
+}
+
+// ParseBenchData is ParseBench for the data of a frame already known to be
+// a bench frame (a client.Frame's Data).
+func ParseBenchData(data []byte, run string) (seq int, t int64, sameRun, ok bool) {
+	if seq, t, sameRun, ok = parseBenchFast(data, run); ok {
+		return seq, t, sameRun, true
+	}
+	var d BenchData
+	if err := json.Unmarshal(data, &d); err != nil {
+		return 0, 0, false, false
+	}
+	return d.Seq, d.T, d.Run == run, true
+}
+
+// parseBenchFast reads data as Payload writes it ({"run":R,"seq":N,"t":T,…});
+// ok is false when it is written otherwise.
+func parseBenchFast(data []byte, run string) (seq int, t int64, sameRun, ok bool) {
+	const head = `{"run":"`
+	if !bytes.HasPrefix(data, []byte(head)) {
+		return 0, 0, false, false
+	}
+	s := data[len(head):]
 	end := bytes.IndexByte(s, '"')
 	if end < 0 || bytes.IndexByte(s[:end], '\\') >= 0 {
-		return parseBenchSlow(frame, run)
+		return 0, 0, false, false
 	}
 	sameRun = string(s[:end]) == run
 	s = s[end+1:]
 	seqV, rest, ok1 := cutInt(s, `,"seq":`)
 	tV, _, ok2 := cutInt(rest, `,"t":`)
 	if !ok1 || !ok2 {
-		return parseBenchSlow(frame, run)
+		return 0, 0, false, false
 	}
 	return int(seqV), tV, sameRun, true
 }

@@ -72,6 +72,32 @@ func TestParseBench(t *testing.T) {
 	}
 }
 
+func TestParseBenchData(t *testing.T) {
+	tests := []struct {
+		name        string
+		give        string
+		wantSeq     int
+		wantT       int64
+		wantSameRun bool
+		wantOK      bool
+	}{
+		{"fast path", string(benchserver.Payload("r1", 42, 1700000000000000001, 100)), 42, 1700000000000000001, true, true},
+		{"other run", string(benchserver.Payload("r2", 7, 5, 0)), 7, 5, false, true},
+		{"spaces take the slow path", `{ "t": 5, "seq": 3, "run": "r1" }`, 3, 5, true, true},
+		{"not an object", `[1]`, 0, 0, false, false},
+		{"t past int64", `{"run":"r1","seq":1,"t":99999999999999999999}`, 0, 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seq, ts, same, ok := benchserver.ParseBenchData([]byte(tt.give), "r1")
+			if seq != tt.wantSeq || ts != tt.wantT || same != tt.wantSameRun || ok != tt.wantOK {
+				t.Errorf("got (%d, %d, %v, %v), want (%d, %d, %v, %v)", seq, ts, same, ok,
+					tt.wantSeq, tt.wantT, tt.wantSameRun, tt.wantOK)
+			}
+		})
+	}
+}
+
 func TestAuthenticate(t *testing.T) {
 	tests := []struct {
 		give     string
