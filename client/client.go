@@ -422,7 +422,14 @@ type outFrame struct {
 	ID    string `json:"id,omitempty"`
 }
 
+// encode writes the frame as json.Marshal does; a frame whose data is a
+// json.RawMessage is mostly written without it (appendRawFrame).
 func encode(event string, data any, id string) ([]byte, error) {
+	if raw, ok := data.(json.RawMessage); ok {
+		if b, ok := appendRawFrame(nil, event, raw, id); ok {
+			return b, nil
+		}
+	}
 	b, err := json.Marshal(outFrame{Event: event, Data: data, ID: id})
 	if err != nil {
 		return nil, fmt.Errorf("client: encode %q: %w", event, err)

@@ -5,6 +5,50 @@ import (
 	"unicode/utf8"
 )
 
+// appendRawFrame appends the frame {"event","data":raw,"id"?} to b without
+// reflection, when the bytes are exactly those json.Marshal writes for
+// outFrame: event and id made of printable ASCII that neither JSON nor
+// json.Marshal's HTML escaping changes, raw a valid JSON value without
+// white space or characters json.Marshal would escape in it (<, >, &,
+// U+2028, U+2029: any 0xE2 byte is left to it). ok is false otherwise,
+// and the caller uses json.Marshal (FuzzAppendRawFrame checks both agree).
+func appendRawFrame(b []byte, event string, raw json.RawMessage, id string) ([]byte, bool) {
+	if !plainASCII(event) || !plainASCII(id) || len(raw) == 0 {
+		return nil, false
+	}
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2:
+			return nil, false
+		}
+	}
+	if end, ok := skipValue(raw, 0, 0); !ok || end != len(raw) {
+		return nil, false
+	}
+	b = append(b, `{"event":"`...)
+	b = append(b, event...)
+	b = append(b, `","data":`...)
+	b = append(b, raw...)
+	if id != "" {
+		b = append(b, `,"id":"`...)
+		b = append(b, id...)
+		b = append(b, '"')
+	}
+	return append(b, '}'), true
+}
+
+// plainASCII reports whether s is printable ASCII that JSON strings and
+// json.Marshal's HTML escaping keep as it is.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7E, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
 // decodeFrame decodes one frame from the server. Every frame goes through
 // it on the reader goroutine, so the shape servers write —
 // {"event":"…","data":…,"id":"…","room":"…","offset":"…"}, keys in any

@@ -114,3 +114,60 @@ func BenchmarkDecodeFrame(b *testing.B) {
 		}
 	})
 }
+
+// rawFrameSeeds are frames with json.RawMessage data (Send, Request),
+// and ones appendRawFrame must leave to json.Marshal.
+var rawFrameSeeds = []struct {
+	event, raw, id string
+	wantFast       bool
+}{
+	{event: "echo", raw: `{"run":"","seq":3,"t":0,"pad":"xxxx"}`, wantFast: true},
+	{event: "join", raw: `{"rooms":["a","b"],"since":{"a":"e:1-0"}}`, id: "12", wantFast: true},
+	{event: "x", raw: `[1,-2.5e3,true,null,"\u00e9"]`, wantFast: true},
+	{event: "x", raw: `"é"`, wantFast: true},
+	{event: "x", raw: `{"a": 1}`},        // json.Marshal compacts it
+	{event: "x", raw: `{"a":"<b>"}`},     // and escapes < and >
+	{event: "x", raw: "\"\u2028\""},      // and U+2028
+	{event: "x", raw: `{"a":}`},          // invalid: json.Marshal fails
+	{event: "x", raw: ``},                // so does empty raw
+	{event: `say "hi"`, raw: `1`},        // a quote in the event
+	{event: "a&b", raw: `1`},             // HTML escaping of the event
+	{event: "x", raw: `1`, id: "\u00e9"}, // non-ASCII id
+	{event: "x", raw: `{"a":1}`, id: "r-1", wantFast: true},
+}
+
+func TestAppendRawFrame(t *testing.T) {
+	for _, tt := range rawFrameSeeds {
+		got, ok := checkRawFrame(t, tt.event, []byte(tt.raw), tt.id)
+		if ok != tt.wantFast {
+			t.Errorf("appendRawFrame(%q, %s, %q) took it: %v (%s), want %v", tt.event, tt.raw, tt.id, ok, got, tt.wantFast)
+		}
+	}
+	if got, _ := encode("echo", json.RawMessage(`{"a":1}`), "7"); string(got) != `{"event":"echo","data":{"a":1},"id":"7"}` {
+		t.Errorf("encode = %s", got)
+	}
+}
+
+// checkRawFrame fails unless appendRawFrame, when it takes the frame,
+// writes what json.Marshal writes.
+func checkRawFrame(t *testing.T, event string, raw []byte, id string) ([]byte, bool) {
+	t.Helper()
+	got, ok := appendRawFrame(nil, event, raw, id)
+	if !ok {
+		return nil, false
+	}
+	want, err := json.Marshal(outFrame{Event: event, Data: json.RawMessage(raw), ID: id})
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("appendRawFrame(%q, %q, %q) = %s; json.Marshal = %s, %v", event, raw, id, got, want, err)
+	}
+	return got, true
+}
+
+// FuzzAppendRawFrame checks that the fast path never writes a frame other
+// than json.Marshal would.
+func FuzzAppendRawFrame(f *testing.F) {
+	for _, tt := range rawFrameSeeds {
+		f.Add(tt.event, []byte(tt.raw), tt.id)
+	}
+	f.Fuzz(func(t *testing.T, event string, raw []byte, id string) { checkRawFrame(t, event, raw, id) })
+}
