@@ -20,7 +20,9 @@ import (
 // Metric keys (absent when not measured):
 //
 //	every scenario: clients_connected, connect_failed, connect_rate (/s),
-//	  connect_p50_ms … connect_max_ms, wsload_cpu_pct
+//	  connect_p50_ms … connect_max_ms, wsload_cpu_pct, and wsload's own
+//	  CPU per unit of work: wsload_cpu_per_connect_us (idle),
+//	  wsload_cpu_per_delivery_us (fanout), wsload_cpu_per_rtt_us (echo)
 //	idle:   cpu_per_connect_us, rss_per_conn_kib (end of hold),
 //	  rss_per_conn_connected_kib, dropped
 //	fanout: cpu_per_delivery_us (utime+stime), cpu_per_delivery_sched_us,

@@ -13,38 +13,38 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ignis-go/wscomponent/client"
 )
 
-// authTimeout bounds the wait for "connected" after authenticate was sent.
-const authTimeout = 15 * time.Second
+// connectTimeout bounds one connection: dial and upgrade (the dialer's
+// 10 s handshake timeout) and authenticate until "connected".
+const connectTimeout = 25 * time.Second
 
-// client is one simulated WebSocket user.
-type client struct {
+// sendQueue bounds the frames a user has waiting for its writer: a
+// scenario sends one at a time (the default queue, 256, costs 6 KiB per
+// client).
+const sendQueue = 4
+
+// closeAbnormal is the code the client gives a connection lost without a
+// close frame.
+const closeAbnormal = 1006
+
+// closeConcurrency is how many clients closeAll closes at once: each Close
+// waits for the server's answering close frame.
+const closeConcurrency = 64
+
+// user is one simulated WebSocket user: a client.Client on one node.
+type user struct {
 	index int
 	node  int
-	id    string // from "connected"
-	conn  *websocket.Conn
-	wmu   sync.Mutex // gorilla allows one writer at a time
+	// c is set once Dial returned; the frame callback may run before
+	// (frames right after "connected"), hence the atomic.
+	c atomic.Pointer[client.Client]
 }
 
-// write sends one text frame with a deadline.
-func (c *client) write(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return c.conn.WriteMessage(websocket.TextMessage, b)
-}
-
-// close sends a close frame and drops the socket without waiting for the
-// server's answer; the server sees a normal close.
-func (c *client) close() {
-	c.wmu.Lock()
-	_ = c.conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "wsload done"),
-		time.Now().Add(time.Second))
-	c.wmu.Unlock()
-	_ = c.conn.Close()
-}
+// conn returns the user's client.
+func (u *user) conn() *client.Client { return u.c.Load() }
 
 // authTemplate expands the authenticate data of client i.
 type authTemplate struct {
@@ -72,78 +72,80 @@ func expand(tmpl string, i, node int) string {
 	return strings.NewReplacer("{i}", strconv.Itoa(i), "{node}", strconv.Itoa(node)).Replace(tmpl)
 }
 
-// frame builds the authenticate frame of client i on node.
-func (a authTemplate) frame(i, node int) []byte {
-	return []byte(`{"event":"authenticate","data":` + expand(a.tmpl, i, node) + `}`)
+// data is the authenticate data of client i on node.
+func (a authTemplate) data(i, node int) json.RawMessage {
+	return json.RawMessage(expand(a.tmpl, i, node))
 }
 
-// inFrame is a frame from the server, decoded where speed does not matter.
-type inFrame struct {
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data"`
+// authError is a refusal by the server: a close frame before "connected"
+// (after an "error" frame, from this module's server and Ignis).
+type authError struct{ err *client.CloseError }
+
+func (e *authError) Error() string {
+	msg := fmt.Sprintf("closed %d %q", e.err.Code, e.err.Reason)
+	if e.err.Message != "" {
+		msg += fmt.Sprintf(" after error %q", e.err.Message)
+	}
+	return "authentication refused: " + msg
 }
 
-// authError is a refusal by the server: an "error" frame or a close.
-type authError struct{ msg string }
+func (e *authError) Unwrap() error { return e.err }
 
-func (e *authError) Error() string { return "authentication refused: " + e.msg }
-
-// dialer connects and authenticates clients.
+// dialer connects and authenticates users through the client package, with
+// what every scenario shares: no reconnect, no automatic refresh.
 type dialer struct {
 	ws    *websocket.Dialer
 	nodes []*url.URL
 	auth  authTemplate
+	// heartbeat is the period of the users' "heartbeat" frames; 0: none.
+	heartbeat time.Duration
+	// onFrame receives every application frame of every user, on that
+	// user's reader goroutine (client.Options.OnFrame): it must not block.
+	// nil: frames are ignored.
+	onFrame func(u *user, f client.Frame)
+	// onLost is told when a user's connection ends other than by closeAll.
+	onLost func(u *user, err error)
 }
 
-// connect opens client i on node i mod len(nodes) and waits for
-// "connected".
-func (d *dialer) connect(ctx context.Context, i int) (*client, error) {
-	node := i % len(d.nodes)
-	conn, resp, err := d.ws.DialContext(ctx, d.nodes[node].String(), nil)
+// connect opens client i on node i mod len(nodes) and returns once it is
+// authenticated.
+func (d *dialer) connect(ctx context.Context, i int) (*user, error) {
+	u := &user{index: i, node: i % len(d.nodes)}
+	creds := d.auth.data(i, u.node)
+	hb := d.heartbeat
+	if hb <= 0 {
+		hb = client.Off
+	}
+	opts := client.Options{
+		Credentials:       func(context.Context) (any, error) { return creds, nil },
+		Dialer:            d.ws,
+		HeartbeatInterval: hb,
+		// A server need not send anything to an idle client: a quiet
+		// connection is not a dead one here.
+		ReadTimeout:    client.Off,
+		ConnectTimeout: connectTimeout,
+		SendQueue:      sendQueue,
+		Reconnect:      client.Reconnect{MaxAttempts: client.Off},
+		AutoRefresh:    client.Bool(false),
+	}
+	if d.onFrame != nil {
+		opts.OnFrame = func(f client.Frame) { d.onFrame(u, f) }
+	}
+	if d.onLost != nil {
+		opts.OnDisconnect = func(e client.Disconnected) { d.onLost(u, e.Err) }
+	}
+	c, err := client.Dial(ctx, d.nodes[u.node].String(), opts)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial: %w (HTTP %s)", err, resp.Status)
+		// A close frame before "connected" is a refusal; 1006 is a
+		// connection lost without one.
+		var ce *client.CloseError
+		if errors.As(err, &ce) && ce.Code != closeAbnormal {
+			return nil, &authError{err: ce}
 		}
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, err
 	}
-	c := &client{index: i, node: node, conn: conn}
-	if err := c.write(d.auth.frame(i, node)); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("send authenticate: %w", err)
-	}
-	deadline := time.Now().Add(authTimeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	for {
-		_ = conn.SetReadDeadline(deadline)
-		_, b, err := conn.ReadMessage()
-		if err != nil {
-			_ = conn.Close()
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return nil, &authError{msg: fmt.Sprintf("closed %d %q", ce.Code, ce.Text)}
-			}
-			return nil, fmt.Errorf("wait for connected: %w", err)
-		}
-		var f inFrame
-		if json.Unmarshal(b, &f) != nil {
-			continue
-		}
-		switch f.Event {
-		case "connected":
-			var d struct {
-				ID string `json:"id"`
-			}
-			_ = json.Unmarshal(f.Data, &d)
-			c.id = d.ID
-			_ = conn.SetReadDeadline(time.Time{})
-			return c, nil
-		case "error":
-			_ = conn.Close()
-			return nil, &authError{msg: string(f.Data)}
-		}
-	}
+	u.c.Store(c)
+	return u, nil
 }
 
 // connectStats counts the outcome of a connect phase.
@@ -156,8 +158,8 @@ type connectStats struct {
 // rate > 0, at most rate new attempts per second. It returns the clients
 // that connected, indexed by client number (nil for failures), and the first
 // error seen. It stops early when ctx ends.
-func (d *dialer) connectAll(ctx context.Context, n, conc int, rate float64, st *connectStats, errs *errorLog) []*client {
-	clients := make([]*client, n)
+func (d *dialer) connectAll(ctx context.Context, n, conc int, rate float64, st *connectStats, errs *errorLog) []*user {
+	clients := make([]*user, n)
 	next := make(chan int)
 	go func() {
 		defer close(next)
@@ -206,21 +208,34 @@ func (d *dialer) connectAll(ctx context.Context, n, conc int, rate float64, st *
 	return clients
 }
 
-// closeAll closes every client (nil entries are skipped).
-func closeAll(clients []*client) {
-	for _, c := range clients {
-		if c != nil {
-			c.close()
+// closeAll closes every client (nil entries are skipped), a few at a time:
+// each Close sends 1000 and waits for the server's answer (at most a
+// second), so that the server sees normal closes.
+func closeAll(clients []*user) {
+	next := make(chan *user)
+	var wg sync.WaitGroup
+	for range min(closeConcurrency, len(clients)) {
+		wg.Go(func() {
+			for u := range next {
+				_ = u.conn().Close()
+			}
+		})
+	}
+	for _, u := range clients {
+		if u != nil {
+			next <- u
 		}
 	}
+	close(next)
+	wg.Wait()
 }
 
 // live returns the non-nil clients.
-func live(clients []*client) []*client {
-	out := make([]*client, 0, len(clients))
-	for _, c := range clients {
-		if c != nil {
-			out = append(out, c)
+func live(clients []*user) []*user {
+	out := make([]*user, 0, len(clients))
+	for _, u := range clients {
+		if u != nil {
+			out = append(out, u)
 		}
 	}
 	return out

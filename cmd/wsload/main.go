@@ -22,6 +22,12 @@
 // spread over several instances and fan-out is triggered on the first, so
 // messages reach the others through Redis.
 //
+// Every simulated user is a client.Client (package client): Dial
+// authenticates it, reconnecting is off (a lost connection counts as
+// dropped), and its frames are handled on its reader goroutine
+// (Options.OnFrame), which keeps wsload's own CPU per delivery close to
+// that of a bare WebSocket reader.
+//
 // The server contract (authentication with {"token": …}, the echo and
 // fanout events, POST /broadcast, the bench message data) is the one of
 // internal/benchserver, which cmd/wsserver runs; see the README in this

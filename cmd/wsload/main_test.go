@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http/httptest"
 	"net/url"
@@ -17,8 +18,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ignis-go/wscomponent/client"
+	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/benchserver"
 	"github.com/ignis-go/wscomponent/internal/redistest"
+	"github.com/ignis-go/wscomponent/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -137,13 +141,13 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		{name: "token template", give: []string{"idle", "-token", "t-{i}-{node}"}, check: func(t *testing.T, c *config) {
-			if got, want := string(c.auth.frame(7, 1)), `{"event":"authenticate","data":{"token":"t-7-1"}}`; got != want {
-				t.Errorf("frame %s, want %s", got, want)
+			if got, want := string(c.auth.data(7, 1)), `{"token":"t-7-1"}`; got != want {
+				t.Errorf("data %s, want %s", got, want)
 			}
 		}},
 		{name: "auth data template", give: []string{"idle", "-auth-data", `{"jwt":"j{i}","tenant":{node}}`}, check: func(t *testing.T, c *config) {
-			if got, want := string(c.auth.frame(2, 0)), `{"event":"authenticate","data":{"jwt":"j2","tenant":0}}`; got != want {
-				t.Errorf("frame %s, want %s", got, want)
+			if got, want := string(c.auth.data(2, 0)), `{"jwt":"j2","tenant":0}`; got != want {
+				t.Errorf("data %s, want %s", got, want)
 			}
 		}},
 		{name: "no scenario", give: []string{"-clients", "3"}, wantErr: "no scenario"},
@@ -189,26 +193,96 @@ func startNodes(t *testing.T, n int) []string {
 	rs := redistest.Start(t)
 	var urls []string
 	for range n {
-		s, err := benchserver.New(benchserver.Config{Redis: rs.Client(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = s.Configure(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(s.Handler())
-		t.Cleanup(func() {
-			if err := s.Shutdown(context.Background()); err != nil {
-				t.Error(err)
-			}
-			hs.Close()
-		})
-		urls = append(urls, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws")
+		u, _ := startNode(t, rs)
+		urls = append(urls, u)
 	}
 	return urls
+}
+
+// startNode runs a benchserver on rs and returns its WebSocket URL; it is
+// shut down when the test ends (Shutdown may be called before).
+func startNode(t *testing.T, rs *redistest.Server) (string, *benchserver.Server) {
+	t.Helper()
+	s, err := benchserver.New(benchserver.Config{Redis: rs.Client(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = s.Configure(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		hs.Close()
+	})
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", s
+}
+
+// testRunner is a runner for url as the command line would make it.
+func testRunner(t *testing.T, args ...string) *runner {
+	t.Helper()
+	cfg, err := parseConfig(append(args, "-quiet"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newRunner(cfg, io.Discard)
+}
+
+// TestRefusalIsAnAuthError: a token the server refuses fails the connect
+// with an authError carrying the server's close, and the summary says so.
+func TestRefusalIsAnAuthError(t *testing.T) {
+	url := startNodes(t, 1)[0]
+	r := testRunner(t, "idle", "-url", url, "-token", "")
+	_, err := r.newDialer().connect(context.Background(), 0)
+	var ae *authError
+	var ce *client.CloseError
+	if !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Code != protocol.CloseAuthFailed {
+		t.Fatalf("connect with an empty token: %v, want an authError with close %d", err, protocol.CloseAuthFailed)
+	}
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"idle", "-url", url, "-token", "", "-clients", "2", "-hold", "1ms", "-quiet"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{"0 of 2 (2 failed)", `authentication refused: closed 4003 "Authentication failed" after error "Authentication failed"`} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestLostConnectionsCountAsDropped: a connection the server ends (here by
+// shutting down) is counted and logged once; the client does not
+// reconnect.
+func TestLostConnectionsCountAsDropped(t *testing.T) {
+	url, s := startNode(t, redistest.Start(t))
+	r := testRunner(t, "idle", "-url", url)
+	ctx := context.Background()
+	users := live(r.newDialer().connectAll(ctx, 3, 3, 0, &r.conn, &r.errs))
+	defer closeAll(users)
+	if len(users) != 3 {
+		t.Fatalf("%d of 3 connected: %v", len(users), r.errs.samples())
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Eventually(t, "three dropped connections", func() bool { return r.dropped.Load() == 3 })
+	for _, u := range users {
+		select {
+		case <-u.conn().Done():
+		case <-time.After(wstest.WaitTimeout):
+			t.Fatalf("client %d still running: it must not reconnect", u.index)
+		}
+	}
+	if got := r.errs.samples(); len(got) != 3 || !strings.Contains(got[0], "dropped") || !strings.Contains(got[0], "1001") {
+		t.Fatalf("errors %q, want three drops with the server's 1001", got)
+	}
 }
 
 // TestScenarios runs every scenario, small, against two real instances.
@@ -227,7 +301,7 @@ func TestScenarios(t *testing.T) {
 			name: "fanout on two nodes",
 			give: []string{"fanout", "-nodes", strings.Join(urls, ","), "-clients", "20", "-broadcasts", "30", "-pid", self},
 			want: []string{"deliveries expected / unique 600 / 600", "lost", "0 (20 of 20 clients", "duplicates", "node 2 deliveries", "server CPU per delivery"},
-			wantMetrics: map[string]float64{"deliveries": 600, "lost": 0, "clients_connected": 20, "cpu_per_delivery_us": -1,
+			wantMetrics: map[string]float64{"deliveries": 600, "lost": 0, "clients_connected": 20, "cpu_per_delivery_us": -1, "wsload_cpu_per_delivery_us": -1,
 				"latency_p50_ms": -1, "latency_p99_ms": -1, "server_cpu_ms": -1, "connect_rate": -1},
 		},
 		{
@@ -244,7 +318,7 @@ func TestScenarios(t *testing.T) {
 			name:        "echo",
 			give:        []string{"echo", "-url", urls[1], "-clients", "4", "-rounds", "25", "-size", "300", "-pid", self},
 			want:        []string{"round trips expected / done", "100 / 100", "mismatched replies", "server CPU per round trip"},
-			wantMetrics: map[string]float64{"round_trips": 100, "mismatched": 0, "cpu_per_rtt_us": -1, "rtt_p99_ms": -1},
+			wantMetrics: map[string]float64{"round_trips": 100, "mismatched": 0, "cpu_per_rtt_us": -1, "rtt_p99_ms": -1, "wsload_cpu_per_rtt_us": -1},
 		},
 		{
 			name:        "idle",

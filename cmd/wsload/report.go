@@ -80,6 +80,7 @@ type runner struct {
 	phase    atomic.Value // string
 	conn     connectStats
 	received atomic.Int64 // application frames counted by the scenario
+	dropped  atomic.Int64 // connections lost before the scenario closed them
 }
 
 func newRunner(cfg *config, stderr io.Writer) *runner {
@@ -172,7 +173,9 @@ func (m *meter) totalServerCPU() time.Duration {
 // round trips, connections) and per process when there are several. The
 // metrics are key_us (utime+stime per unit, summed over the processes),
 // key_sched_us (schedstat, when every sample had it), server_cpu_ms
-// (utime+stime over the window) and wsload_cpu_pct.
+// (utime+stime over the window), wsload_cpu_pct and wsload_key_us
+// (wsload's own CPU per unit: the load generator's cost, which matters
+// when it shares a core with Redis).
 func (r *report) addCPU(m *meter, work int64, unit, key string) {
 	if m.sampleErr != nil {
 		r.add("server CPU", "not measured: %v", m.sampleErr)
@@ -209,6 +212,11 @@ func (r *report) addCPU(m *meter, work int64, unit, key string) {
 	selfPct := 100 * float64(m.selfCPU) / float64(max(m.elapsed, 1))
 	r.metric("wsload_cpu_pct", selfPct)
 	r.add("wsload CPU", "%s (%.0f %% of one core, GOMAXPROCS %d)", ms(m.selfCPU), selfPct, runtime.GOMAXPROCS(0))
+	if work > 0 {
+		perUnit := float64(m.selfCPU) / float64(time.Microsecond) / float64(work)
+		r.metric("wsload_"+key+"_us", perUnit)
+		r.add("wsload CPU per "+unit, "%.2f µs", perUnit)
+	}
 }
 
 // addRSS adds the servers' resident set sizes after the window.

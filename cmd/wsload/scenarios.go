@@ -9,20 +9,20 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/internal/benchserver"
 )
 
-// connectPhase opens the clients and reports how it went.
-func (r *runner) connectPhase(ctx context.Context, rep *report, d *dialer) ([]*client, *meter) {
+// connectPhase opens the clients through d and reports how it went.
+func (r *runner) connectPhase(ctx context.Context, rep *report, d *dialer) ([]*user, *meter) {
 	r.phase.Store("connect")
 	m := &meter{}
 	m.start(r.cfg.pids)
 	t0 := time.Now()
-	clients := r.connectAllWith(ctx, d)
+	clients := d.connectAll(ctx, r.cfg.clients, r.cfg.concurrency, r.cfg.rate, &r.conn, &r.errs)
 	elapsed := time.Since(t0)
 	m.stop()
 	n := r.conn.connected.Load()
@@ -37,51 +37,16 @@ func (r *runner) connectPhase(ctx context.Context, rep *report, d *dialer) ([]*c
 	return clients, m
 }
 
-func (r *runner) connectAllWith(ctx context.Context, d *dialer) []*client {
-	return d.connectAll(ctx, r.cfg.clients, r.cfg.concurrency, r.cfg.rate, &r.conn, &r.errs)
-}
-
+// newDialer returns a dialer whose lost connections count as dropped;
+// the scenario sets what else it needs before connecting.
 func (r *runner) newDialer() *dialer {
-	return &dialer{ws: r.cfg.policy.wsDialer(), nodes: r.cfg.nodes, auth: r.cfg.auth}
+	return &dialer{ws: r.cfg.policy.wsDialer(), nodes: r.cfg.nodes, auth: r.cfg.auth, onLost: r.lost}
 }
 
-// readers runs one reader per client until the connections close. onFrame
-// is called with every data frame (the buffer is reused); a read error
-// before stop counts as a dropped connection.
-type readers struct {
-	wg      sync.WaitGroup
-	closing atomic.Bool
-	dropped atomic.Int64
-}
-
-func (rs *readers) start(clients []*client, errs *errorLog, onFrame func(c *client, b []byte)) {
-	for _, c := range clients {
-		rs.wg.Go(func() {
-			var buf bytes.Buffer
-			for {
-				_, rd, err := c.conn.NextReader()
-				if err == nil {
-					buf.Reset()
-					_, err = buf.ReadFrom(rd)
-				}
-				if err != nil {
-					if !rs.closing.Load() {
-						rs.dropped.Add(1)
-						errs.add(fmt.Errorf("client %d dropped: %w", c.index, err))
-					}
-					return
-				}
-				onFrame(c, buf.Bytes())
-			}
-		})
-	}
-}
-
-// stop closes the clients and waits for the readers.
-func (rs *readers) stop(clients []*client) {
-	rs.closing.Store(true)
-	closeAll(clients)
-	rs.wg.Wait()
+// lost counts a connection that ended before the scenario closed it.
+func (r *runner) lost(u *user, err error) {
+	r.dropped.Add(1)
+	r.errs.add(fmt.Errorf("client %d dropped: %w", u.index, err))
 }
 
 // idle connects the clients, holds them and measures the server's memory.
@@ -98,50 +63,32 @@ func (r *runner) idle(ctx context.Context) (*report, error) {
 			return rep, err
 		}
 	}
-	all, connMeter := r.connectPhase(ctx, rep, r.newDialer())
-	clients := live(all)
-	rep.addCPU(connMeter, int64(len(clients)), "connect+auth", "cpu_per_connect")
-
-	var rs readers
 	var unexpected atomic.Int64
-	rs.start(clients, &r.errs, func(*client, []byte) {
+	d := r.newDialer()
+	d.heartbeat = r.cfg.heartbeat
+	d.onFrame = func(*user, client.Frame) {
 		unexpected.Add(1)
 		r.received.Add(1)
-	})
-	defer rs.stop(clients)
+	}
+	all, connMeter := r.connectPhase(ctx, rep, d)
+	clients := live(all)
+	defer closeAll(clients)
+	rep.addCPU(connMeter, int64(len(clients)), "connect+auth", "cpu_per_connect")
 
 	r.phase.Store("hold")
 	rssConnected, _ := r.cfg.pids.sample()
 	hold := time.NewTimer(r.cfg.hold)
 	defer hold.Stop()
-	var hbC <-chan time.Time
-	if r.cfg.heartbeat > 0 {
-		hb := time.NewTicker(r.cfg.heartbeat)
-		defer hb.Stop()
-		hbC = hb.C
-	}
-	heartbeat := []byte(`{"event":"heartbeat"}`)
 	holdStart := time.Now()
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-hold.C:
-			break wait
-		case <-hbC:
-			for _, c := range clients {
-				if err := c.write(heartbeat); err != nil {
-					r.errs.add(fmt.Errorf("client %d heartbeat: %w", c.index, err))
-				}
-			}
-		}
+	select {
+	case <-ctx.Done():
+	case <-hold.C:
 	}
 	rep.add("held", "%s (heartbeat every %s)", ms(time.Since(holdStart)), r.cfg.heartbeat)
 	rssHeld, _ := r.cfg.pids.sample()
-	rep.add("dropped while held", "%d", rs.dropped.Load())
-	rep.metric("dropped", float64(rs.dropped.Load()))
-	rep.add("frames received while held", "%d (pings are answered, not counted)", unexpected.Load())
+	rep.add("dropped while held", "%d", r.dropped.Load())
+	rep.metric("dropped", float64(r.dropped.Load()))
+	rep.add("frames received while held", "%d application frames (pings are answered, not counted)", unexpected.Load())
 	if len(rss0) > 0 && len(rssHeld) == len(rss0) {
 		var before, connected, held int64
 		for i := range rss0 {
@@ -186,31 +133,30 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 	stopProgress := r.startProgress()
 	defer stopProgress()
 
-	all, _ := r.connectPhase(ctx, rep, r.newDialer())
-	clients := live(all)
-	if len(clients) == 0 {
-		rep.addErrors(&r.errs)
-		return rep, fmt.Errorf("no client connected")
-	}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	m := cfg.broadcasts
-	states := make([]*fanoutClient, len(all))
+	// One state per client, made before connecting: frames may come as
+	// soon as a client is connected. Only that client's reader touches it.
+	states := make([]*fanoutClient, cfg.clients)
+	for i := range states {
+		states[i] = &fanoutClient{seen: make([]uint64, (m+63)/64), last: -1}
+	}
 	nodeLat := make([]histogram, len(cfg.nodes))
 	nodeGot := make([]atomic.Int64, len(cfg.nodes))
 	var lat histogram
 	var remaining atomic.Int64
-	remaining.Store(int64(len(clients)))
 	allDone := make(chan struct{})
 	var firstT, lastRecv atomic.Int64
 	firstT.Store(1<<63 - 1)
-	for _, c := range clients {
-		states[c.index] = &fanoutClient{seen: make([]uint64, (m+63)/64), last: -1}
-	}
-	var rs readers
-	rs.start(clients, &r.errs, func(c *client, b []byte) {
+	d := r.newDialer()
+	d.onFrame = func(u *user, f client.Frame) {
 		now := time.Now().UnixNano()
-		st := states[c.index]
-		seq, t, same, ok := benchserver.ParseBench(b, run)
+		st := states[u.index]
+		if f.Event != benchserver.EventBench {
+			st.other++
+			return
+		}
+		seq, t, same, ok := benchserver.ParseBenchData(f.Data, run)
 		if !ok {
 			st.other++
 			return
@@ -222,8 +168,8 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 		r.received.Add(1)
 		d := time.Duration(now - t)
 		lat.record(d)
-		nodeLat[c.node].record(d)
-		nodeGot[c.node].Add(1)
+		nodeLat[u.node].record(d)
+		nodeGot[u.node].Add(1)
 		storeMin(&firstT, t)
 		storeMax(&lastRecv, now)
 		w, bit := seq/64, uint64(1)<<(seq%64)
@@ -240,15 +186,23 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 		if st.unique == m && remaining.Add(-1) == 0 {
 			close(allDone)
 		}
-	})
-	stopped := false
-	stopReaders := func() {
-		if !stopped {
-			stopped = true
-			rs.stop(clients)
+	}
+	all, _ := r.connectPhase(ctx, rep, d)
+	clients := live(all)
+	if len(clients) == 0 {
+		rep.addErrors(&r.errs)
+		return rep, fmt.Errorf("no client connected")
+	}
+	// Set before the trigger; a client completes only after it.
+	remaining.Store(int64(len(clients)))
+	closed := false
+	closeClients := func() {
+		if !closed {
+			closed = true
+			closeAll(clients)
 		}
 	}
-	defer stopReaders()
+	defer closeClients()
 
 	r.phase.Store("fanout")
 	meter := &meter{}
@@ -259,22 +213,19 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 	if cfg.trigger == "http" {
 		res, triggerErr = r.triggerHTTP(ctx, req)
 	} else {
-		data, _ := json.Marshal(req)
-		triggerErr = clients[0].write([]byte(`{"event":"` + benchserver.EventFanout + `","data":` + string(data) + `}`))
+		triggerErr = clients[0].conn().Send(benchserver.EventFanout, req)
 	}
 	if triggerErr == nil {
-		r.waitDrain(ctx, allDone)
+		r.waitDrain(ctx, allDone, cfg.drain)
 	}
 	meter.stop()
-	stopReaders()
+	// Close (which waits for every reader) before reading the states.
+	closeClients()
 
 	expected := int64(len(clients)) * int64(m)
 	var unique, dups, ooo, foreign, other int64
 	complete := 0
 	for _, st := range states {
-		if st == nil {
-			continue
-		}
 		unique += int64(st.unique)
 		dups += int64(st.duplicates)
 		ooo += int64(st.outOfOrder)
@@ -318,8 +269,8 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 	}
 	rep.addCPU(meter, unique, "delivery", "cpu_per_delivery")
 	rep.addRSS(meter)
-	rep.add("dropped connections", "%d", rs.dropped.Load())
-	rep.metric("dropped", float64(rs.dropped.Load()))
+	rep.add("dropped connections", "%d", r.dropped.Load())
+	rep.metric("dropped", float64(r.dropped.Load()))
 	if triggerErr != nil {
 		r.errs.add(fmt.Errorf("trigger: %w", triggerErr))
 	}
@@ -335,9 +286,9 @@ func (r *runner) fanout(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// waitDrain waits until every client has everything, nothing new arrived
-// for -drain, or ctx ends.
-func (r *runner) waitDrain(ctx context.Context, allDone <-chan struct{}) {
+// waitDrain waits until allDone is closed, nothing new arrived for drain,
+// or ctx ends.
+func (r *runner) waitDrain(ctx context.Context, allDone <-chan struct{}, drain time.Duration) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	last := r.received.Load()
@@ -351,7 +302,7 @@ func (r *runner) waitDrain(ctx context.Context, allDone <-chan struct{}) {
 		case now := <-tick.C:
 			if n := r.received.Load(); n != last {
 				last, lastChange = n, now
-			} else if now.Sub(lastChange) > r.cfg.drain {
+			} else if now.Sub(lastChange) > drain {
 				return
 			}
 		}
@@ -400,7 +351,20 @@ func (r *runner) triggerHTTP(ctx context.Context, req benchserver.FanoutRequest)
 	return res, nil
 }
 
-// echo measures request/reply round trips through the MessageHandler.
+// echoClient is one client's sequence of round trips. The first request
+// is sent by echo; after that only the client's reader touches it (the
+// frame callback sends the next request when a reply arrives).
+type echoClient struct {
+	k     int             // round in flight
+	data  json.RawMessage // its data, which the reply must carry unchanged
+	t0    time.Time       // when it was sent
+	ended atomic.Bool     // all rounds done, or given up
+}
+
+// echo measures request/reply round trips through the MessageHandler:
+// each client sends {"event":"echo","data":D} and sends the next once
+// {"event":"echo","data":D} came back. Replies are matched by content, not
+// by a request id, so that servers without ids (Ignis) can be measured.
 func (r *runner) echo(ctx context.Context) (*report, error) {
 	cfg := r.cfg
 	rep := &report{title: "wsload echo"}
@@ -408,7 +372,50 @@ func (r *runner) echo(ctx context.Context) (*report, error) {
 	stopProgress := r.startProgress()
 	defer stopProgress()
 
-	all, _ := r.connectPhase(ctx, rep, r.newDialer())
+	states := make([]echoClient, cfg.clients)
+	var rtt histogram
+	var done, mismatched, other, remaining atomic.Int64
+	allDone := make(chan struct{})
+	end := func(st *echoClient) {
+		if st.ended.CompareAndSwap(false, true) && remaining.Add(-1) == 0 {
+			close(allDone)
+		}
+	}
+	send := func(u *user, st *echoClient) {
+		st.data = benchserver.Payload("", st.k, 0, cfg.size)
+		st.t0 = time.Now()
+		if err := u.conn().Send(benchserver.EventEcho, st.data); err != nil {
+			r.errs.add(fmt.Errorf("client %d: send echo %d: %w", u.index, st.k, err))
+			end(st)
+		}
+	}
+	d := r.newDialer()
+	d.onFrame = func(u *user, f client.Frame) {
+		st := &states[u.index]
+		if f.Event != benchserver.EventEcho || st.data == nil || st.ended.Load() {
+			other.Add(1)
+			return
+		}
+		if !bytes.Equal(f.Data, st.data) {
+			mismatched.Add(1)
+			r.errs.add(fmt.Errorf("client %d: echo reply %q does not match request %d", u.index, f.Data, st.k))
+			end(st)
+			return
+		}
+		rtt.record(time.Since(st.t0))
+		done.Add(1)
+		r.received.Add(1)
+		if st.k++; st.k == cfg.rounds {
+			end(st)
+			return
+		}
+		send(u, st)
+	}
+	d.onLost = func(u *user, err error) {
+		r.lost(u, err)
+		end(&states[u.index])
+	}
+	all, _ := r.connectPhase(ctx, rep, d)
 	clients := live(all)
 	defer closeAll(clients)
 	if len(clients) == 0 {
@@ -416,19 +423,13 @@ func (r *runner) echo(ctx context.Context) (*report, error) {
 		return rep, fmt.Errorf("no client connected")
 	}
 	r.phase.Store("echo")
-	var rtt histogram
-	var done, mismatched, other atomic.Int64
+	remaining.Store(int64(len(clients)))
 	m := &meter{}
 	m.start(cfg.pids)
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			if err := r.echoClient(ctx, c, &rtt, &done, &mismatched, &other); err != nil && ctx.Err() == nil {
-				r.errs.add(fmt.Errorf("client %d: %w", c.index, err))
-			}
-		})
+	for _, u := range clients {
+		send(u, &states[u.index])
 	}
-	wg.Wait()
+	r.waitDrain(ctx, allDone, echoReadTimeout)
 	m.stop()
 
 	expected := int64(len(clients)) * int64(cfg.rounds)
@@ -455,58 +456,9 @@ func (r *runner) echo(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// echoReadTimeout bounds the wait for one echo reply.
+// echoReadTimeout is how long echo waits without any reply before it gives
+// up on the round trips still missing.
 const echoReadTimeout = 10 * time.Second
-
-// echoClient runs the sequential round trips of one client.
-func (r *runner) echoClient(ctx context.Context, c *client, rtt *histogram, done, mismatched, other *atomic.Int64) error {
-	stopOnCancel := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Now()) })
-	defer stopOnCancel()
-	var buf bytes.Buffer
-	for k := range r.cfg.rounds {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		data := benchserver.Payload("", k, 0, r.cfg.size)
-		frame := make([]byte, 0, len(data)+32)
-		frame = append(frame, `{"event":"echo","data":`...)
-		frame = append(frame, data...)
-		frame = append(frame, '}')
-		t0 := time.Now()
-		if err := c.write(frame); err != nil {
-			return err
-		}
-		for {
-			_ = c.conn.SetReadDeadline(time.Now().Add(echoReadTimeout))
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			_, rd, err := c.conn.NextReader()
-			if err == nil {
-				buf.Reset()
-				_, err = buf.ReadFrom(rd)
-			}
-			if err != nil {
-				return err
-			}
-			b := buf.Bytes()
-			if bytes.Equal(b, frame) {
-				break
-			}
-			var f inFrame
-			if json.Unmarshal(b, &f) != nil || f.Event != benchserver.EventEcho {
-				other.Add(1)
-				continue
-			}
-			mismatched.Add(1)
-			return fmt.Errorf("echo reply %q does not match request %d", b, k)
-		}
-		rtt.record(time.Since(t0))
-		done.Add(1)
-		r.received.Add(1)
-	}
-	return nil
-}
 
 func storeMin(a *atomic.Int64, v int64) {
 	for {
