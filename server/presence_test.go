@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 	"github.com/ignis-go/wscomponent/server"
@@ -218,35 +218,15 @@ func presenceChildProcess() error {
 		return err
 	}
 	srv := httptest.NewServer(h)
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), client.Options{
+		Credentials: func(context.Context) (any, error) { return map[string]string{"token": "user:child-user"}, nil },
+	})
 	if err != nil {
 		return err
 	}
-	if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"event":"authenticate","data":{"token":"user:child-user"}}`)); err != nil {
+	if _, err := c.Join(ctx, "p-lobby"); err != nil {
 		return err
 	}
-	var id string
-	for {
-		_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-		_, b, err := conn.ReadMessage()
-		if err != nil {
-			return err
-		}
-		var m struct {
-			Event string
-			Data  struct{ ID string }
-		}
-		_ = json.Unmarshal(b, &m)
-		if m.Event == protocol.EventConnected {
-			id = m.Data.ID
-			if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"event":"join","id":"j","data":{"rooms":["p-lobby"]}}`)); err != nil {
-				return err
-			}
-		}
-		if m.Event == protocol.EventAck {
-			break
-		}
-	}
-	fmt.Printf("READY %s\n", id)
+	fmt.Printf("READY %s\n", c.Connected().ID)
 	select {} // until SIGKILL
 }

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
-	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/server"
 )
 
@@ -80,32 +78,20 @@ func TestChurnSoak(t *testing.T) {
 	t.Logf("%d cycles in %v (%.0f/s); heap in use %+d bytes", cycles, took, float64(cycles)/took.Seconds(), growth)
 }
 
-// churnOnce connects, authenticates, joins a room, exchanges a message and
-// leaves.
+// churnOnce connects, authenticates, joins a room (waiting for the ack),
+// sends to it and closes.
 func churnOnce(ts *testServer) error {
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	conn, _, err := d.Dial(ts.wsURL(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := client.Dial(ctx, ts.wsURL(), client.Options{
+		Credentials: func(context.Context) (any, error) { return map[string]string{"token": "user:churn"}, nil },
+	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-	if err := conn.WriteJSON(map[string]any{"event": protocol.EventAuthenticate, "data": map[string]string{"token": "user:churn"}}); err != nil {
+	defer c.Close()
+	if _, err := c.Join(ctx, "churn"); err != nil {
 		return err
 	}
-	var f inFrame
-	if err := conn.ReadJSON(&f); err != nil {
-		return err
-	}
-	if err := conn.WriteJSON(map[string]any{"event": protocol.EventJoin, "data": map[string]any{"rooms": []string{"churn"}}}); err != nil {
-		return err
-	}
-	if err := conn.WriteMessage(websocket.TextMessage, []byte("x")); err != nil { // answered in order
-		return err
-	}
-	if err := conn.ReadJSON(&f); err != nil {
-		return err
-	}
-	_ = ts.h.SendToRoom("churn", "tick", nil)
-	return conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	return ts.h.SendToRoom("churn", "tick", nil)
 }
