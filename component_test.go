@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ignis-go/wscomponent"
+	"github.com/ignis-go/wscomponent/client"
 	"github.com/ignis-go/wscomponent/helpers/protocol"
 	"github.com/ignis-go/wscomponent/internal/redistest"
 	"github.com/ignis-go/wscomponent/server"
@@ -200,20 +201,21 @@ func readUntilClosed(c *wstest.Client) (*websocket.CloseError, error) {
 	}
 }
 
-type closeResult struct {
-	ce  *websocket.CloseError
-	err error
-}
-
-// watchClose reads c in the background, as a live client does, and
-// reports how the connection ended.
-func watchClose(c *wstest.Client) <-chan closeResult {
-	ch := make(chan closeResult, 1)
-	go func() {
-		ce, err := readUntilClosed(c)
-		ch <- closeResult{ce, err}
-	}()
-	return ch
+// dialClient connects the Go client (package client) with token, without
+// reconnecting: the first close stops it, and Err says which close it was.
+func dialClient(t *testing.T, url, token string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := client.Dial(ctx, url, client.Options{
+		Credentials: func(context.Context) (any, error) { return authData{Token: token}, nil },
+		Reconnect:   client.Reconnect{MaxAttempts: client.Off},
+	})
+	if err != nil {
+		t.Fatalf("Dial with %s: %v", token, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // authenticate sends authenticate with token and returns the "connected"
@@ -731,23 +733,19 @@ func TestStopClosesClients(t *testing.T) {
 					fx.Invoke(func(lc fx.Lifecycle, e *echo.Echo) { lc.Append(srv.hook(e)) }))
 			}
 			app, h := startApp(t, opts...)
-			alice := dial(t, srv.url("/ws"))
-			authenticate(t, alice, "t-alice")
-			bob := dial(t, srv.url("/ws"))
-			authenticate(t, bob, "t-bob")
-
-			closed := []<-chan closeResult{watchClose(alice), watchClose(bob)}
+			clients := []*client.Client{dialClient(t, srv.url("/ws"), "t-alice"), dialClient(t, srv.url("/ws"), "t-bob")}
 
 			app.RequireStop()
 
-			for _, ch := range closed {
-				r := <-ch // bounded by the read deadline
-				if r.err != nil {
-					t.Fatal(r.err)
+			for _, c := range clients {
+				select {
+				case <-c.Done():
+				case <-time.After(waitTimeout):
+					t.Fatal("a client is still connected after stop")
 				}
-				ce := r.ce
-				if ce.Code != protocol.CloseGoingAway || ce.Text != protocol.ReasonShutdown {
-					t.Errorf("closed with %d %q, want %d %q", ce.Code, ce.Text, protocol.CloseGoingAway, protocol.ReasonShutdown)
+				var ce *client.CloseError
+				if !errors.As(c.Err(), &ce) || ce.Code != protocol.CloseGoingAway || ce.Reason != protocol.ReasonShutdown {
+					t.Errorf("closed with %v, want %d %q", c.Err(), protocol.CloseGoingAway, protocol.ReasonShutdown)
 				}
 			}
 			if err := h.Health(context.Background()); err == nil {
