@@ -141,7 +141,7 @@ func (pc *pollConn) ready() {
 		switch pc.state.Load() {
 		case pcArmed:
 			if pc.state.CompareAndSwap(pcArmed, pcBusy) {
-				go pc.serve()
+				pc.p.dispatch(pc)
 				return
 			}
 		case pcBusy:

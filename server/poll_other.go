@@ -18,6 +18,7 @@ func (*pollSet) start(*group) bool  { return true }
 func (*pollSet) close()             {}
 func (*pollSet) add(*pollConn) bool { return false }
 func (*poller) remove(uint64)       {}
+func (*poller) dispatch(*pollConn)  {}
 
 type pollOp struct{}
 
