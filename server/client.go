@@ -78,7 +78,7 @@ type client struct {
 	pending bool // counted in Helper.pending until authenticated or gone
 
 	// rooms and removed are guarded by h.mu, the index lock.
-	rooms       map[string]struct{}
+	rooms       roomSet
 	removed     bool
 	indexed     bool   // in the user index and wanting ws:client:{id}
 	indexedUser string // the user it was indexed as (for presence entries)
@@ -121,7 +121,6 @@ func newClient(h *Helper, id string, conn *websocket.Conn, sc *sockConn, r *http
 		ctx:         ctx,
 		cancel:      cancel,
 		state:       protocol.StateUnauthorized,
-		rooms:       make(map[string]struct{}),
 	}
 	c.out.init(&h.outEnv, &c.sock, sc.deflate)
 	c.lastActivity.Store(now.UnixNano())

@@ -564,7 +564,7 @@ func (h *Helper) finish(c *client) {
 	if c.indexed {
 		h.bus.Unwant(protocol.ChannelClient(c.id))
 	}
-	for room := range c.rooms {
+	for _, room := range c.rooms.list() {
 		h.removeFromRoomLocked(c, room)
 	}
 	h.mu.Unlock()

@@ -341,7 +341,7 @@ func (h *Helper) indexAuthenticated(c *client, userID string) indexResult {
 	h.bus.Want(protocol.ChannelClient(c.id))
 	h.addToRoomLocked(c, c.id)
 	for _, room := range h.cfg.DefaultRooms {
-		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
+		if c.rooms.len() >= h.cfg.MaxRoomsPerClient {
 			break
 		}
 		h.addToRoomLocked(c, room)

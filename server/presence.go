@@ -371,7 +371,7 @@ func (h *Helper) handlePresenceRequest(c *client, msg protocol.Message) {
 		return
 	}
 	h.mu.RLock()
-	_, member := c.rooms[room]
+	member := c.rooms.has(room)
 	h.mu.RUnlock()
 	if !member || !h.presenceRoom(room) {
 		c.sendSystem(ackFrame(msg.ID, protocol.AckData{Event: protocol.EventPresence,

@@ -198,7 +198,7 @@ func (h *Helper) startRecovery(c *client, rooms []string, since map[string]strin
 	h.mu.RLock()
 	out := history[:0]
 	for _, r := range history {
-		if _, in := c.rooms[r]; !in {
+		if !c.rooms.has(r) {
 			out = append(out, r)
 		}
 	}
@@ -274,7 +274,7 @@ func (h *Helper) joinRooms(c *client, rooms []string, byClient bool) (joined []s
 		return nil, nil, false
 	}
 	for i, r := range rooms {
-		if _, in := c.rooms[r]; in {
+		if c.rooms.has(r) {
 			joined = append(joined, r)
 			continue
 		}
@@ -284,7 +284,7 @@ func (h *Helper) joinRooms(c *client, rooms []string, byClient bool) (joined []s
 				continue
 			}
 		}
-		if len(c.rooms) >= h.cfg.MaxRoomsPerClient {
+		if c.rooms.len() >= h.cfg.MaxRoomsPerClient {
 			return joined, refuseAll(refused, rooms[i:], protocol.RefusedTooManyRooms), true
 		}
 		h.addToRoomLocked(c, r)
@@ -302,7 +302,7 @@ func (h *Helper) leaveRooms(c *client, rooms []string) (left []string, refused [
 			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotAllowed})
 			continue
 		}
-		if _, in := c.rooms[r]; !in {
+		if !c.rooms.has(r) {
 			refused = append(refused, protocol.RefusedRoom{Room: r, Reason: protocol.RefusedNotMember})
 			continue
 		}
@@ -319,12 +319,12 @@ func (h *Helper) addToRoomLocked(c *client, room string) {
 	}
 	set.add(c)
 	h.rooms[room] = set
-	c.rooms[room] = struct{}{}
+	c.rooms.add(room)
 	h.presenceJoinLocked(c, room)
 }
 
 func (h *Helper) removeFromRoomLocked(c *client, room string) {
-	delete(c.rooms, room)
+	c.rooms.remove(room)
 	h.presenceLeaveLocked(c, room)
 	if set, ok := h.rooms[room]; ok {
 		set.remove(c)
@@ -465,10 +465,7 @@ func (h *Helper) Rooms() []string {
 func (h *Helper) snapshot(c *client) ClientInfo {
 	ci := c.info()
 	h.mu.RLock()
-	ci.Rooms = make([]string, 0, len(c.rooms))
-	for r := range c.rooms {
-		ci.Rooms = append(ci.Rooms, r)
-	}
+	ci.Rooms = c.rooms.list()
 	h.mu.RUnlock()
 	sort.Strings(ci.Rooms)
 	return ci
