@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/ignis-go/wscomponent/internal/jsonscan"
 )
 
 // frameSeeds are frames as servers write them, and spellings the fast
@@ -45,7 +47,7 @@ var frameSeeds = []struct {
 	{give: `{"event":"x","data":[1,]}`},
 	{give: `{"event":"x","data":{"a"}}`},
 	{give: `{"event":"x","data":{"a":1,}}`},
-	{give: `{"event":"x","data":` + deep(maxParseDepth+1) + `}`},
+	{give: `{"event":"x","data":` + deep(jsonscan.MaxDepth+1) + `}`},
 	{give: `{"event":"x"`},
 	{give: ``},
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignis-go/wscomponent/helpers/protocol"
+	"github.com/ignis-go/wscomponent/internal/jsonscan"
 )
 
 // inboundFrame is how a client frame is decoded: fields stay raw so that a
@@ -26,8 +27,18 @@ var errDropFrame = errors.New("server: frame has no event")
 
 // parseFrame decodes one client frame. It returns errDropFrame for an object
 // without a usable event and another error for anything that is not a JSON
-// object with a string event.
+// object with a string event. The usual frame is read by parseFrameFast
+// without reflection; anything else goes to parseFrameJSON, and the result
+// is the same either way (FuzzParseFrameFastPath checks it).
 func parseFrame(data []byte) (protocol.Message, error) {
+	if msg, ok := parseFrameFast(data); ok {
+		return msg, nil
+	}
+	return parseFrameJSON(data)
+}
+
+// parseFrameJSON is parseFrame with encoding/json, for any frame.
+func parseFrameJSON(data []byte) (protocol.Message, error) {
 	var msg protocol.Message
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' || !utf8.Valid(data) {
@@ -60,6 +71,151 @@ func parseFrame(data []byte) (protocol.Message, error) {
 		msg.Data = in.Data
 	}
 	return msg, nil
+}
+
+// parseFrameFast decodes the usual client frame without reflection and
+// says ok only when the Message is the one parseFrameJSON returns with a
+// nil error: valid UTF-8 throughout; a JSON object with nothing but white
+// space around it; keys without escapes, "event", "data" and "id" at most
+// once each and spelled so, other keys in ASCII that encoding/json would
+// not match to those three (it ignores case); event a non-empty string and
+// id a string of at most MaxIDLength characters, both without escapes;
+// data any valid JSON value nested at most jsonscan.MaxDepth levels, kept
+// as a copy of its bytes ("null" included). Frames that are dropped or
+// refused always take the slow path.
+func parseFrameFast(data []byte) (msg protocol.Message, ok bool) {
+	i := jsonscan.SkipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' || !utf8.Valid(data) {
+		return msg, false
+	}
+	var event, id, raw []byte
+	var seen uint8
+	i = jsonscan.SkipSpace(data, i+1)
+	for {
+		key, end, ok := jsonscan.PlainString(data, i)
+		if !ok {
+			return msg, false
+		}
+		i = jsonscan.SkipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return msg, false
+		}
+		i = jsonscan.SkipSpace(data, i+1)
+		var bit uint8
+		switch string(key) {
+		case "event":
+			bit = 1
+		case "data":
+			bit = 2
+		case "id":
+			bit = 4
+		default:
+			if mayMatchField(key) {
+				return msg, false
+			}
+		}
+		if seen&bit != 0 {
+			return msg, false // encoding/json keeps the last one: leave it to it
+		}
+		seen |= bit
+		switch bit {
+		case 1, 4:
+			s, end, ok := jsonscan.PlainString(data, i)
+			if !ok || bit == 1 && len(s) == 0 ||
+				bit == 4 && utf8.RuneCount(s) > protocol.MaxIDLength {
+				return msg, false
+			}
+			if bit == 1 {
+				event = s
+			} else {
+				id = s
+			}
+			i = end
+		default:
+			end, ok := jsonscan.SkipValue(data, i)
+			if !ok {
+				return msg, false
+			}
+			if bit == 2 {
+				raw = data[i:end]
+			}
+			i = end
+		}
+		i = jsonscan.SkipSpace(data, i)
+		if i >= len(data) {
+			return msg, false
+		}
+		if data[i] == '}' {
+			break
+		}
+		if data[i] != ',' {
+			return msg, false
+		}
+		i = jsonscan.SkipSpace(data, i+1)
+	}
+	if event == nil || jsonscan.SkipSpace(data, i+1) != len(data) {
+		return msg, false
+	}
+	msg.Event = eventName(event)
+	if len(id) > 0 {
+		msg.ID = string(id)
+	}
+	if raw != nil {
+		// A copy, as encoding/json makes: the frame's buffer is not ours.
+		msg.Data = append(json.RawMessage(nil), raw...)
+	}
+	return msg, true
+}
+
+// mayMatchField reports whether encoding/json could decode a top-level
+// key other than the exact "event", "data" and "id" into one of those
+// fields: it matches names ignoring case (with Unicode folding, so any
+// non-ASCII key counts), and dashes and underscores are ignored too for
+// good measure.
+func mayMatchField(key []byte) bool {
+	var folded [5]byte
+	n := 0
+	for _, c := range key {
+		switch {
+		case c >= utf8.RuneSelf:
+			return true
+		case c == '-' || c == '_':
+			continue
+		case n == len(folded):
+			return false
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		folded[n] = c
+		n++
+	}
+	switch string(folded[:n]) {
+	case "event", "data", "id":
+		return true
+	}
+	return false
+}
+
+// eventName returns the event as a string, without allocating for the
+// events of the protocol.
+func eventName(b []byte) string {
+	switch string(b) {
+	case protocol.EventHeartbeat:
+		return protocol.EventHeartbeat
+	case protocol.EventJoin:
+		return protocol.EventJoin
+	case protocol.EventLeave:
+		return protocol.EventLeave
+	case protocol.EventAuthenticate:
+		return protocol.EventAuthenticate
+	case protocol.EventEncrypted:
+		return protocol.EventEncrypted
+	case protocol.EventRefresh:
+		return protocol.EventRefresh
+	case protocol.EventPresence:
+		return protocol.EventPresence
+	}
+	return string(b)
 }
 
 var errInvalidFrame = errors.New("server: invalid frame")
