@@ -7,3 +7,13 @@ import "time"
 // only while a socket is full and end when their outbox is empty, so there
 // is nothing to shorten; it is kept for the tests that still call it.
 func SetWriterIdle(time.Duration) (restore func()) { return func() {} }
+
+// PollWorkersMax is how many idle poller workers a Helper with cfg may keep
+// (zero where connections are not polled).
+func PollWorkersMax(cfg Config) int {
+	cfg = cfg.withDefaults()
+	if !pollSupported || cfg.Pollers == Off {
+		return 0
+	}
+	return cfg.Pollers * parkedPerPoller()
+}

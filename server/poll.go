@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,3 +280,10 @@ var errPollUnsupported = errors.New("server: no event-driven reads on this platf
 
 // defaultPollers is Config.Pollers' default.
 const defaultPollers = 1
+
+// maxParked bounds the idle workers a poller keeps per GOMAXPROCS.
+const maxParked = 4
+
+// parkedPerPoller is how many idle workers one poller keeps at most: an
+// idle server holds Pollers times this many goroutines besides its own.
+func parkedPerPoller() int { return maxParked * runtime.GOMAXPROCS(0) }

@@ -5,7 +5,6 @@ package server
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -68,9 +67,6 @@ const workerStack = 6 << 10
 //go:noinline
 func stackSink(b []byte) { b[0] = 0 }
 
-// maxParked bounds the idle workers a poller keeps per GOMAXPROCS.
-const maxParked = 4
-
 // dispatch gives pc, now busy, to a parked worker, or to a new one when
 // none is waiting.
 func (p *poller) dispatch(pc *pollConn) {
@@ -87,7 +83,7 @@ func (p *poller) dispatch(pc *pollConn) {
 func (p *poller) worker(pc *pollConn) {
 	defer p.workers.Done()
 	growStack()
-	limit := int32(maxParked * runtime.GOMAXPROCS(0))
+	limit := int32(parkedPerPoller())
 	for {
 		pc.serve()
 		if p.parked.Add(1) > limit {
