@@ -322,7 +322,22 @@ func BenchmarkIdleConnMemoryGoroutine(b *testing.B) {
 	benchIdleMemory(b, cfg)
 }
 
-func benchIdleMemory(b *testing.B, cfg server.Config) {
+// BenchmarkIdleConnMemoryRedis is BenchmarkIdleConnMemory on Redis, in
+// interest and in pattern routing: what the bus keeps per connection
+// (interest routing subscribes two channels per client) comes on top.
+func BenchmarkIdleConnMemoryRedis(b *testing.B) {
+	for _, routing := range []string{server.RoutingInterest, server.RoutingPattern} {
+		b.Run(routing, func(b *testing.B) {
+			cfg := benchConfig()
+			cfg.RedisRouting = routing
+			benchIdleMemoryOn(b, redistest.Start(b), cfg)
+		})
+	}
+}
+
+func benchIdleMemory(b *testing.B, cfg server.Config) { benchIdleMemoryOn(b, nil, cfg) }
+
+func benchIdleMemoryOn(b *testing.B, rs *redistest.Server, cfg server.Config) {
 	raiseFileLimit(b, idleConns+1024)
 	// The component's own cost: a user id and no metadata (a metadata map
 	// is the application's, ~300 bytes for one entry).
@@ -333,7 +348,7 @@ func benchIdleMemory(b *testing.B, cfg server.Config) {
 		_ = json.Unmarshal(req.Data, &d)
 		return &server.AuthResult{UserID: strings.TrimPrefix(d.Token, "user:")}, nil
 	}
-	ts := startServer(b, nil, server.Options{Config: cfg, Authenticate: auth})
+	ts := startServer(b, rs, server.Options{Config: cfg, Authenticate: auth})
 	var heap, stack, goroutines float64
 	var iters int
 	for b.Loop() {
