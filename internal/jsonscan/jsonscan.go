@@ -80,17 +80,9 @@ func skipValue(b []byte, i, depth int) (int, bool) {
 			if i, ok = skipValue(b, SkipSpace(b, i+1), depth+1); !ok {
 				return 0, false
 			}
-			i = SkipSpace(b, i)
-			if i >= len(b) {
-				return 0, false
-			}
-			switch b[i] {
-			case ',':
-				i = SkipSpace(b, i+1)
-			case '}':
-				return i + 1, true
-			default:
-				return 0, false
+			var done bool
+			if i, done, ok = afterElement(b, i, '}'); done || !ok {
+				return i, ok
 			}
 		}
 	case c == '[':
@@ -106,17 +98,9 @@ func skipValue(b []byte, i, depth int) (int, bool) {
 			if i, ok = skipValue(b, i, depth+1); !ok {
 				return 0, false
 			}
-			i = SkipSpace(b, i)
-			if i >= len(b) {
-				return 0, false
-			}
-			switch b[i] {
-			case ',':
-				i = SkipSpace(b, i+1)
-			case ']':
-				return i + 1, true
-			default:
-				return 0, false
+			var done bool
+			if i, done, ok = afterElement(b, i, ']'); done || !ok {
+				return i, ok
 			}
 		}
 	case c == '"':
@@ -225,4 +209,20 @@ func SkipLiteral(b []byte, i int, lit string) (end int, ok bool) {
 		return 0, false
 	}
 	return i + len(lit), true
+}
+
+// afterElement reads what follows a member of an object or an element of an
+// array at b[i:]: a comma (j is where the next one starts) or closing (done;
+// j is just past it). ok is false for anything else.
+func afterElement(b []byte, i int, closing byte) (j int, done, ok bool) {
+	i = SkipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return 0, false, false
+	case b[i] == ',':
+		return SkipSpace(b, i+1), false, true
+	case b[i] == closing:
+		return i + 1, true, true
+	}
+	return 0, false, false
 }
