@@ -56,7 +56,12 @@ type pollConn struct {
 
 	state atomic.Uint32
 	more  atomic.Bool // readiness came while busy: read again before parking
-	hang  atomic.Bool // hangup was asked for: the owner ends the connection
+	// peerDone: the peer shut its side (or the socket failed). Its end of
+	// input may have come in the same event as the last data, so from
+	// then on the owner reads until it sees it, never parking on a short
+	// read.
+	peerDone atomic.Bool
+	hang     atomic.Bool // hangup was asked for: the owner ends the connection
 	// lastRead is when the last frame arrived (unix nanoseconds); the
 	// sweeper hangs up connections silent for IdleTimeout.
 	lastRead atomic.Int64
@@ -113,8 +118,10 @@ func (pc *pollConn) serve() {
 			return
 		}
 		// A short read emptied the socket: what arrives later is a new
-		// edge, so park without paying a read that says EAGAIN.
-		if n < len(rb.b) && pc.park() {
+		// edge, so park without paying a read that says EAGAIN — unless
+		// the peer has shut its side, whose end of input no new edge
+		// would announce.
+		if n < len(rb.b) && !pc.peerDone.Load() && pc.park() {
 			return
 		}
 	}

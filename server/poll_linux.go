@@ -212,6 +212,9 @@ func (p *poller) loop() {
 		p.mu.Lock()
 		for _, ev := range events[:n] {
 			if pc := p.conns[eventToken(&ev)]; pc != nil {
+				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					pc.peerDone.Store(true)
+				}
 				ready = append(ready, pc)
 			}
 		}

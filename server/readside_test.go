@@ -8,7 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -310,4 +312,33 @@ func TestReadSideGoroutinesPerIdleConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client that sends a message and shuts its side at once (the data and
+// the end of input may arrive in one readiness event) is seen to go at
+// once, not after IdleTimeout.
+func TestReadSideEndOfInputRightAfterData(t *testing.T) {
+	forEachReadSide(t, func(t *testing.T, cfg server.Config) {
+		cfg.IdleTimeout = time.Minute
+		disconnected := newRecorder[server.ClientDisconnectedEvent]()
+		ts := startServer(t, nil, server.Options{Config: cfg,
+			ClientDisconnected: func(_ context.Context, ev server.ClientDisconnectedEvent) error {
+				disconnected.Add(ev)
+				return nil
+			}})
+		const n = 20
+		for i := range n {
+			c := dialRawTo(t, ts, "leaver")
+			msg := frame(true, opText, []byte(`{"event":"say","data":`+strconv.Itoa(i)+`}`))
+			if _, err := c.conn.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range n {
+			disconnected.Wait(t) // within waitTimeout, far below IdleTimeout
+		}
+	})
 }
