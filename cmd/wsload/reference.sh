@@ -16,9 +16,16 @@
 # fan-out and heap/goroutine profiles of $IDLE_CLIENTS idle connections.
 # SERVER_FLAGS adds wsserver flags (e.g. -async-publish) to every server.
 # Every target is on 127.0.0.1. Everything started here is stopped on exit.
+#
+# Side by side with the Ignis helper under Bun (the ratios of issue 10):
+# WITH_BUN=1 bash cmd/wsload/reference.sh [OUTDIR] runs compare.sh instead,
+# which runs every scenario against both servers alternately.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+if [[ -n "${WITH_BUN:-}" ]]; then
+	exec bash cmd/wsload/compare.sh "$@"
+fi
 OUT=${1:-$(mktemp -d /tmp/wsload-ref.XXXXXX)}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
