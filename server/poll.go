@@ -264,11 +264,9 @@ var errIdle = errors.New("server: nothing received for IdleTimeout")
 // limit (unix nanoseconds): IdleTimeout, which the portable path enforces
 // with read deadlines.
 func (h *Helper) hangUpIdle(limit int64) {
-	for _, c := range h.allClients() {
-		if pc := c.sock.pc; pc != nil && pc.lastRead.Load() < limit {
-			h.logDebug("idle timeout", c.id, errIdle)
-			pc.hangup()
-		}
+	for _, pc := range h.polls.idleSince(limit) {
+		h.logDebug("idle timeout", pc.c.id, errIdle)
+		pc.hangup()
 	}
 }
 

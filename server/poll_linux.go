@@ -176,6 +176,22 @@ func (ps *pollSet) add(pc *pollConn) bool {
 	return true
 }
 
+// idleSince returns the registered connections from which nothing arrived
+// since limit (unix nanoseconds).
+func (ps *pollSet) idleSince(limit int64) []*pollConn {
+	var out []*pollConn
+	for _, p := range ps.pollers {
+		p.mu.Lock()
+		for _, pc := range p.conns {
+			if pc.lastRead.Load() < limit {
+				out = append(out, pc)
+			}
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
 // remove forgets token: a readiness event still on its way for it is
 // ignored.
 func (p *poller) remove(token uint64) {

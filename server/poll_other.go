@@ -14,11 +14,12 @@ type poller struct{ h *Helper }
 
 func newPollSet(*Helper, int) (*pollSet, error) { return nil, errPollUnsupported }
 
-func (*pollSet) start(*group) bool  { return true }
-func (*pollSet) close()             {}
-func (*pollSet) add(*pollConn) bool { return false }
-func (*poller) remove(uint64)       {}
-func (*poller) dispatch(*pollConn)  {}
+func (*pollSet) start(*group) bool           { return true }
+func (*pollSet) close()                      {}
+func (*pollSet) idleSince(int64) []*pollConn { return nil }
+func (*pollSet) add(*pollConn) bool          { return false }
+func (*poller) remove(uint64)                {}
+func (*poller) dispatch(*pollConn)           {}
 
 type pollOp struct{}
 
