@@ -28,6 +28,9 @@ const (
 )
 
 // browserReport is what testdata/page.html POSTs to /report.
+// PageStage implements browsertest.Report.
+func (r browserReport) PageStage() (stage, message string) { return r.Stage, r.Message }
+
 type browserReport struct {
 	Stage         string          `json:"stage"`
 	ID            string          `json:"id"`
@@ -118,21 +121,7 @@ func testBrowser(t *testing.T, mode serverMode, history bool) {
 	browser := browsertest.Start(t, ts.pageURL()+"/?"+q.Encode())
 	next := func(stage string) browserReport {
 		t.Helper()
-		select {
-		case rep := <-reports:
-			if rep.Stage == "error" {
-				t.Fatalf("page reported an error: %s", rep.Message)
-			}
-			if rep.Stage != stage {
-				t.Fatalf("page reported %+v, want stage %q", rep, stage)
-			}
-			return rep
-		case <-browser.Exited():
-			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
-		case <-ctx.Done():
-			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.LogTail())
-		}
-		return browserReport{}
+		return browsertest.Await(t, ctx, browser, reports, stage)
 	}
 	inRoom := func(id string) bool {
 		return slices.ContainsFunc(ts.helper().ClientsInRoom(room), func(c server.ClientInfo) bool { return c.ID == id })

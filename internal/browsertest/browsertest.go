@@ -7,6 +7,7 @@
 package browsertest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -124,3 +125,32 @@ func (b *Browser) Exited() <-chan struct{} { return b.exited }
 
 // Err is how the browser process ended; valid once Exited is closed.
 func (b *Browser) Err() error { return b.err }
+
+// Report is what a test page posts back: the stage it reached, or "error"
+// with a message.
+type Report interface {
+	PageStage() (stage, message string)
+}
+
+// Await returns the next report, which must be stage. An "error" report,
+// another stage, Chromium exiting or ctx ending fails t.
+func Await[R Report](t testing.TB, ctx context.Context, b *Browser, reports <-chan R, stage string) R {
+	t.Helper()
+	var zero R
+	select {
+	case rep := <-reports:
+		got, msg := rep.PageStage()
+		if got == "error" {
+			t.Fatalf("page reported an error: %s", msg)
+		}
+		if got != stage {
+			t.Fatalf("page reported %+v, want stage %q", rep, stage)
+		}
+		return rep
+	case <-b.Exited():
+		t.Fatalf("chromium exited early: %v\n%s", b.Err(), b.LogTail())
+	case <-ctx.Done():
+		t.Fatalf("no %q report from the page in time (%v)\n%s", stage, ctx.Err(), b.LogTail())
+	}
+	return zero
+}

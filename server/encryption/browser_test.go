@@ -76,6 +76,9 @@ try {
 `
 
 // browserReport is what the page POSTs to /report.
+// PageStage implements browsertest.Report.
+func (r browserReport) PageStage() (stage, message string) { return r.Stage, r.Message }
+
 type browserReport struct {
 	Stage     string          `json:"stage"`
 	ID        string          `json:"id"`
@@ -152,21 +155,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	browser := browsertest.Start(t, srv.URL+"/?pin="+url.QueryEscape(pair.ServerPublicKey()))
 	next := func(stage string) browserReport {
 		t.Helper()
-		select {
-		case rep := <-reports:
-			if rep.Stage == "error" {
-				t.Fatalf("page reported an error: %s", rep.Message)
-			}
-			if rep.Stage != stage {
-				t.Fatalf("page reported %+v, want stage %q", rep, stage)
-			}
-			return rep
-		case <-browser.Exited():
-			t.Fatalf("chromium exited early: %v\n%s", browser.Err(), browser.LogTail())
-		case <-ctx.Done():
-			t.Fatalf("no %q report from the page within %v\n%s", stage, browserDeadline, browser.LogTail())
-		}
-		return browserReport{}
+		return browsertest.Await(t, ctx, browser, reports, stage)
 	}
 
 	if rep := next("pin-refused"); !strings.Contains(rep.Message, "pinned") {
